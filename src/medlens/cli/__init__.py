@@ -1,0 +1,71 @@
+"""The ``medlens`` command: one entry point, one subcommand per task.
+
+Each subcommand is a thin layer over the public Python API. Errors a user can
+cause (:class:`medlens.MedlensError`) print one line on stderr and exit with
+code 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from medlens.cli._common import console_err
+from medlens.cli._io import convert, info
+from medlens.errors import MedlensError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="medlens",
+    help="CPU-first toolkit for medical image AI: read clinical images, evaluate, "
+    "segment, reconstruct and register.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from medlens import __version__
+
+        typer.echo(f"medlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """CPU-first toolkit for medical image AI."""
+
+
+app.command("info")(info)
+app.command("convert")(convert)
+
+# Task wings register their sub-apps below, one line each.
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (2 for user errors)."""
+    try:
+        app(args=argv, prog_name="medlens", standalone_mode=True)
+    except SystemExit as e:
+        code = e.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except MedlensError as e:
+        console_err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+        return 2
+    except KeyboardInterrupt:
+        console_err.print("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""``medlens info`` and ``medlens convert``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from medlens.cli._common import console
+
+__all__ = ["convert", "describe", "info"]
+
+# DICOM attributes that identify a patient; printed only with --phi.
+PHI_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
+            "OtherPatientIDs", "PatientAddress", "InstitutionName", "ReferringPhysicianName")
+
+
+def describe(path: Path, *, phi: bool = False, series_uid: str | None = None) -> dict[str, Any]:
+    """Summarise an image file or DICOM folder as a JSON-able dict (no PHI unless asked)."""
+    import numpy as np
+
+    from medlens.io import read_image
+
+    img = read_image(path, series_uid=series_uid)
+    arr = img.array
+    finite = arr[np.isfinite(arr)] if np.issubdtype(arr.dtype, np.floating) else arr
+    out: dict[str, Any] = {
+        "path": str(path),
+        "shape": list(img.spatial_shape),
+        "channels": img.n_channels,
+        "spacing_mm": [round(s, 6) for s in img.spacing],
+        "orientation": img.orientation,
+        "origin_mm": [round(v, 4) for v in img.origin],
+        "direction": np.round(img.direction, 6).tolist(),
+        "dtype": str(arr.dtype),
+        "value_range": [float(finite.min()), float(finite.max())] if finite.size else None,
+    }
+    for key, value in img.meta.items():
+        if key == "phi":
+            continue
+        out[key] = value
+    if phi and "phi" in img.meta:
+        out["phi"] = dict(img.meta["phi"])
+    return out
+
+
+def info(
+    path: Path = typer.Argument(..., help="Image file (NIfTI, NRRD, MHA/MHD, PNG/TIFF, DICOM) "
+                                          "or a folder holding a DICOM series."),
+    series_uid: str = typer.Option(None, "--series-uid",
+                                   help="SeriesInstanceUID to read from a folder of several series."),
+    phi: bool = typer.Option(False, "--phi",
+                             help="Also print patient identifiers (name, ID, birth date, "
+                                  "accession). Off by default."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Describe an image: shape, spacing (mm), orientation, origin (RAS+ mm), dtype, range.
+
+    For DICOM also modality, series/study description and instance counts. Patient
+    identifiers are printed only with --phi.
+    """
+    d = describe(path, phi=phi, series_uid=series_uid)
+    if as_json:
+        console.print_json(json.dumps(d, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(title=str(path), show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in d.items():
+        if key in ("path", "phi"):
+            continue
+        table.add_row(key, _fmt(value))
+    for key, value in d.get("phi", {}).items():
+        table.add_row(f"[red]{key}[/]", _fmt(value))
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def convert(
+    src: Path = typer.Argument(..., help="Input image file or DICOM series folder."),
+    dst: Path = typer.Argument(..., help="Output file; the format follows the suffix "
+                                         "(.nii.gz, .nii, .nrrd, .mha, .mhd, .png, .tif)."),
+    reorient: str = typer.Option(None, "--reorient",
+                                 help="Reorient to this code first, e.g. RAS or LPS (no "
+                                      "interpolation)."),
+    spacing: tuple[float, float, float] = typer.Option(
+        None, "--spacing", help="Resample to this voxel size in mm (three numbers)."),
+    interpolation: str = typer.Option(
+        "linear", "--interpolation",
+        help="Resampling interpolation: linear, bspline, nearest or label (for label maps)."),
+    series_uid: str = typer.Option(None, "--series-uid",
+                                   help="SeriesInstanceUID to read from a folder of several series."),
+) -> None:
+    """Convert between formats, e.g. a DICOM folder to NIfTI.
+
+    Optionally reorient (no interpolation) and resample. The output is written
+    atomically; the input is never modified.
+    """
+    from medlens.image import reorient as _reorient
+    from medlens.image import resample
+    from medlens.io import read_image, write_image
+
+    img = read_image(src, series_uid=series_uid)
+    if reorient:
+        img = _reorient(img, reorient)
+    if spacing:
+        sp = tuple(spacing)[: img.spatial_ndim]
+        img = resample(img, spacing=sp, interpolation=interpolation)  # type: ignore[arg-type]
+    write_image(img, dst)
+    console.print(f"wrote {dst}  shape={img.spatial_shape} spacing="
+                  f"{tuple(round(s, 4) for s in img.spacing)} orientation={img.orientation}")

@@ -1,0 +1,31 @@
+"""Reading and writing clinical image formats with true geometry.
+
+This is the only part of medlens that knows file formats and LPS/RAS; everything
+after it sees :class:`medlens.Image` in RAS+ millimetres.
+"""
+
+from medlens.io._errors import (
+    DicomSeriesError,
+    ImageReadError,
+    ImageWriteError,
+    UnsupportedFormatError,
+)
+from medlens.io._lps import lps_to_ras, ras_to_lps
+from medlens.io._nibabel import from_nibabel, to_nibabel
+from medlens.io._read import read_image, write_image
+from medlens.io._sitk import from_sitk, to_sitk
+
+__all__ = [
+    "DicomSeriesError",
+    "ImageReadError",
+    "ImageWriteError",
+    "UnsupportedFormatError",
+    "from_nibabel",
+    "from_sitk",
+    "lps_to_ras",
+    "ras_to_lps",
+    "read_image",
+    "to_nibabel",
+    "to_sitk",
+    "write_image",
+]

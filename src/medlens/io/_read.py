@@ -1,0 +1,184 @@
+"""``read_image`` and ``write_image``: one entry point per direction for every format."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medlens._atomic import atomic_path, full_suffix
+from medlens.errors import GeometryError
+from medlens.image import Image
+from medlens.io._errors import ImageReadError, ImageWriteError, UnsupportedFormatError
+
+__all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "read_image", "write_image"]
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+_2D_ONLY = (".png", ".jpg", ".jpeg", ".bmp")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", "")
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def read_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -> Image:
+    """Read an image file or a DICOM series folder into an :class:`Image`.
+
+    Supported: NIfTI (``.nii``, ``.nii.gz``, via nibabel), NRRD (``.nrrd``,
+    ``.nhdr``), MetaImage (``.mha``, ``.mhd``), PNG / TIFF / JPEG / BMP (2D), all via
+    SimpleITK; a single DICOM file (including enhanced multi-frame CT/MR and
+    DICOM-SEG, via pydicom); a folder holding one DICOM series.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File, or folder of DICOM files.
+    series_uid : str, optional
+        For a folder holding several series, the SeriesInstanceUID to read.
+
+    Returns
+    -------
+    Image
+        Voxel values with their RAS+ geometry. CT values are in HU (rescale
+        slope and intercept applied).
+
+    Raises
+    ------
+    ImageReadError
+        If the path does not exist, the file is truncated or corrupt, the format
+        or transfer syntax is not supported, the DICOM object holds no image, or
+        the geometry is invalid (e.g. zero pixel spacing). The message names the
+        file and the reason. :class:`DicomSeriesError` (a subclass) when a folder
+        holds several series or its slices are not evenly spaced.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from medlens.io import write_image
+    >>> d = tempfile.mkdtemp()
+    >>> write_image(Image(np.eye(3, dtype=np.int16)[..., None]), f"{d}/eye.nrrd")
+    >>> read_image(f"{d}/eye.nrrd").array[..., 0].tolist()
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError(p, "no such file or directory")
+    try:
+        if p.is_dir():
+            from medlens.io._dicom import read_dicom_series
+
+            return read_dicom_series(p, series_uid=series_uid)
+        suffix = full_suffix(p)
+        if suffix in NIFTI_SUFFIXES:
+            return _read_nifti(p)
+        if suffix in ITK_SUFFIXES:
+            return _read_itk(p)
+        if suffix in DICOM_SUFFIXES or _is_dicom_file(p):
+            from medlens.io._dicom import read_dicom_file
+
+            return read_dicom_file(p)
+    except GeometryError as e:
+        raise ImageReadError(p, f"invalid geometry: {e}") from e
+    except MemoryError as e:
+        raise ImageReadError(p, "not enough memory to load the image") from e
+    raise UnsupportedFormatError(
+        p,
+        f"unknown image format {suffix!r}; expected one of "
+        f"{', '.join(NIFTI_SUFFIXES + ITK_SUFFIXES)}, a DICOM file or a DICOM folder",
+    )
+
+
+def _read_nifti(path: Path) -> Image:
+    import nibabel as nib
+
+    from medlens.io._nibabel import from_nibabel
+
+    try:
+        nimg = nib.load(path)
+        return from_nibabel(nimg, meta={"format": "nifti"})
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as e:
+        raise ImageReadError(path, f"not a valid NIfTI file ({e})") from e
+    except (EOFError, zlib.error, OSError, ValueError) as e:
+        raise ImageReadError(path, f"truncated or corrupt NIfTI file ({e})") from e
+
+
+def _read_itk(path: Path) -> Image:
+    import SimpleITK as sitk
+
+    from medlens.io._sitk import from_sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        simg = reader.Execute()
+    except RuntimeError as e:
+        raise ImageReadError(path, f"SimpleITK cannot read it: {_itk_reason(e)}") from e
+    meta: dict[str, Any] = {"format": full_suffix(path).lstrip(".")}
+    img = from_sitk(simg, meta=meta)
+    if full_suffix(path) in _2D_ONLY and img.spatial_ndim == 3 and img.spatial_shape[2] == 1:
+        img = Image(img.array[..., 0], img.affine, channels=img.channels, meta=meta)
+    return img
+
+
+def _itk_reason(err: RuntimeError) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.lower().startswith(("description:", "itk::error")):
+            return ln.split(":", 1)[-1].strip()
+    return lines[-1] if lines else "unknown error"
+
+
+def write_image(image: Image, path: str | os.PathLike[str]) -> None:
+    """Write an :class:`Image` atomically; the format follows the file name.
+
+    NIfTI (``.nii``, ``.nii.gz``) is written with nibabel (qform and sform set,
+    code 1), everything else with SimpleITK (NRRD, MetaImage, PNG/TIFF for 2D).
+    The file appears only once it is complete (temporary name, then rename).
+
+    Raises
+    ------
+    ImageWriteError
+        If the format is unknown, the image cannot be stored in it (e.g. a 3D
+        volume as PNG), or the file system refuses.
+    """
+    p = Path(path)
+    suffix = full_suffix(p)
+    if suffix in (".dcm", ""):
+        raise ImageWriteError(
+            p, "write DICOM with medlens.io.write_dicom_seg or write_dicom_series, not write_image"
+        )
+    if suffix not in NIFTI_SUFFIXES + ITK_SUFFIXES:
+        raise ImageWriteError(p, f"unknown image format {suffix!r}")
+    if suffix in _2D_ONLY and image.spatial_ndim != 2:
+        raise ImageWriteError(p, f"{suffix} holds 2D images; this one is {image.spatial_shape}")
+    try:
+        with atomic_path(p) as tmp:
+            if suffix in NIFTI_SUFFIXES:
+                import nibabel as nib
+
+                from medlens.io._nibabel import to_nibabel
+
+                nib.save(to_nibabel(image), tmp)
+            else:
+                import SimpleITK as sitk
+
+                from medlens.io._sitk import to_sitk
+
+                simg = to_sitk(image)
+                sitk.WriteImage(simg, str(tmp), useCompression=suffix in (".nrrd", ".mha"))
+    except GeometryError as e:
+        raise ImageWriteError(p, str(e)) from e
+    except (RuntimeError, OSError) as e:
+        raise ImageWriteError(p, str(e).strip().splitlines()[-1] if str(e) else repr(e)) from e
+
+

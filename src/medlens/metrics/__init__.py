@@ -1,0 +1,43 @@
+"""Challenge-grade metrics: arrays in, numbers out (pure NumPy/SciPy, no torch, no file I/O).
+
+Comparison functions take ``(reference, prediction)``; options are keyword-only;
+distance metrics require ``spacing=`` in mm. Heavy libraries (scikit-learn) are
+imported inside the functions that need them.
+"""
+
+from medlens.metrics._image import (
+    CMRxReconImageMetrics,
+    FastMRIImageMetrics,
+    SynthRAD2023ImageMetrics,
+    cmrxrecon_crop,
+    cmrxrecon_image_metrics,
+    fastmri_center_crop,
+    fastmri_image_metrics,
+    mean_absolute_error,
+    mean_squared_error,
+    normalized_mean_squared_error,
+    peak_signal_noise_ratio,
+    root_mean_squared_error,
+    structural_similarity,
+    structural_similarity_map,
+    synthrad2023_image_metrics,
+)
+
+__all__ = [
+    # image similarity (_image)
+    "CMRxReconImageMetrics",
+    "FastMRIImageMetrics",
+    "SynthRAD2023ImageMetrics",
+    "cmrxrecon_crop",
+    "cmrxrecon_image_metrics",
+    "fastmri_center_crop",
+    "fastmri_image_metrics",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "normalized_mean_squared_error",
+    "peak_signal_noise_ratio",
+    "root_mean_squared_error",
+    "structural_similarity",
+    "structural_similarity_map",
+    "synthrad2023_image_metrics",
+]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,7 +56,9 @@ def _pair(
             f"reference and prediction must have the same shape, got {ref.shape} and {pred.shape}"
         )
     if np.iscomplexobj(ref) or np.iscomplexobj(pred):
-        raise ValueError("image metrics take real arrays; pass np.abs(x) for magnitude images")
+        raise ValueError(
+            "complex input: image metrics take real arrays; pass np.abs(x) for magnitude"
+        )
     return ref, pred
 
 
@@ -161,8 +164,8 @@ def root_mean_squared_error(
 
     Examples
     --------
-    >>> root_mean_squared_error([0.0, 0.0], [3.0, 4.0]) ** 2
-    12.5
+    >>> root_mean_squared_error([0.0, 0.0], [2.0, -2.0])
+    2.0
     """
     return math.sqrt(mean_squared_error(reference, prediction, mask=mask))
 
@@ -235,8 +238,8 @@ def peak_signal_noise_ratio(
 
     Examples
     --------
-    >>> round(peak_signal_noise_ratio([0.0, 1.0], [0.0, 0.9], data_range=1.0), 6)
-    23.010300
+    >>> round(peak_signal_noise_ratio([0.0, 1.0], [0.0, 0.9], data_range=1.0), 4)
+    23.0103
     """
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range}")
@@ -246,7 +249,7 @@ def peak_signal_noise_ratio(
     return float(10.0 * np.log10(float(data_range) ** 2 / mse))
 
 
-def _float_type(dtype: np.dtype[np.generic]) -> type[np.floating[npt.NBitBase]]:
+def _float_type(dtype: np.dtype[np.generic]) -> type[np.floating[Any]]:
     # The rule skimage uses: float16/float32 (and small ints) stay float32, else float64.
     if dtype in (np.float16, np.float32, np.int8, np.uint8, np.int16, np.uint16, np.bool_):
         return np.float32
@@ -270,7 +273,7 @@ def structural_similarity_map(
     k1: float = 0.01,
     k2: float = 0.03,
     use_sample_covariance: bool = True,
-) -> npt.NDArray[np.floating[npt.NBitBase]]:
+) -> npt.NDArray[np.floating[Any]]:
     """Local SSIM at every voxel (the map whose mean is :func:`structural_similarity`).
 
     The window statistics are computed with ``scipy.ndimage`` filters in
@@ -326,13 +329,13 @@ def structural_similarity_map(
     x = ref.astype(ft, copy=False)
     y = pred.astype(ft, copy=False)
 
-    def filt(a: npt.NDArray[np.generic]) -> npt.NDArray[np.floating[npt.NBitBase]]:
+    def filt(a: npt.NDArray[np.generic]) -> npt.NDArray[np.floating[Any]]:
         if gaussian_weights:
-            out: npt.NDArray[np.floating[npt.NBitBase]] = ndimage.gaussian_filter(
+            out: npt.NDArray[np.floating[Any]] = ndimage.gaussian_filter(
                 a, sigma=sigma, truncate=truncate, mode="reflect"
             )
             return out
-        return ndimage.uniform_filter(a, size=win_size)  # type: ignore[no-any-return]
+        return ndimage.uniform_filter(a, size=win_size)
 
     n = win_size**ref.ndim
     cov_norm = n / (n - 1) if use_sample_covariance else 1.0
@@ -348,7 +351,7 @@ def structural_similarity_map(
     c2 = (k2 * data_range) ** 2
     num = (2 * ux * uy + c1) * (2 * vxy + c2)
     den = (ux**2 + uy**2 + c1) * (vx + vy + c2)
-    ssim_map: npt.NDArray[np.floating[npt.NBitBase]] = num / den
+    ssim_map: npt.NDArray[np.floating[Any]] = num / den
     return ssim_map
 
 
@@ -404,7 +407,7 @@ def structural_similarity(
     >>> structural_similarity(x, x, data_range=1.0)
     1.0
     >>> round(structural_similarity(x, x + 0.1, data_range=1.0), 4)
-    0.9678
+    0.9858
     """
     ssim_map = structural_similarity_map(
         reference,
@@ -533,7 +536,7 @@ def fastmri_image_metrics(
     >>> ref = np.ones((2, 8, 8)); ref[:, 2:6, 2:6] = 3.0
     >>> m = fastmri_image_metrics(ref, ref * 0.9)
     >>> round(m.nmse, 6), round(m.psnr, 3)
-    (0.01, 27.737)
+    (0.01, 24.771)
     """
     ref = np.asarray(reference)
     pred = np.asarray(prediction)
@@ -661,7 +664,7 @@ class CMRxReconImageMetrics:
 
 
 def _matlab_round(x: float) -> int:
-    return int(math.floor(x + 0.5)) if x >= 0 else int(math.ceil(x - 0.5))
+    return math.floor(x + 0.5) if x >= 0 else math.ceil(x - 0.5)
 
 
 def cmrxrecon_crop(array: npt.ArrayLike) -> npt.NDArray[np.generic]:

@@ -5,6 +5,26 @@ distance metrics require ``spacing=`` in mm. Heavy libraries (scikit-learn) are
 imported inside the functions that need them.
 """
 
+from medlens.metrics._classification import (
+    ConfidenceInterval,
+    Disparity,
+    GroupResult,
+    OperatingPoint,
+    PatientScores,
+    auprc,
+    auroc,
+    balanced_accuracy,
+    bootstrap_ci,
+    brier_score,
+    calibration_bins,
+    disparity_summary,
+    expected_calibration_error,
+    f1_score,
+    group_results,
+    operating_point,
+    operating_point_at_sensitivity,
+    patient_scores,
+)
 from medlens.metrics._image import (
     CMRxReconImageMetrics,
     FastMRIImageMetrics,
@@ -23,7 +43,26 @@ from medlens.metrics._image import (
     synthrad2023_image_metrics,
 )
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (grouped by module, sorted within each group)
+    # classification (_classification)
+    "ConfidenceInterval",
+    "Disparity",
+    "GroupResult",
+    "OperatingPoint",
+    "PatientScores",
+    "auprc",
+    "auroc",
+    "balanced_accuracy",
+    "bootstrap_ci",
+    "brier_score",
+    "calibration_bins",
+    "disparity_summary",
+    "expected_calibration_error",
+    "f1_score",
+    "group_results",
+    "operating_point",
+    "operating_point_at_sensitivity",
+    "patient_scores",
     # image similarity (_image)
     "CMRxReconImageMetrics",
     "FastMRIImageMetrics",

@@ -11,7 +11,6 @@ import sys
 
 import typer
 
-from medlens.cli._common import console_err
 from medlens.cli._io import convert, info
 from medlens.errors import MedlensError
 
@@ -59,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         code = e.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except MedlensError as e:
-        console_err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+        # plain text, never wrapped, so the file name stays greppable
+        sys.stderr.write(f"error: {e}\n")
         return 2
     except KeyboardInterrupt:
-        console_err.print("interrupted")
+        sys.stderr.write("interrupted\n")
         return 130
     return 0
 

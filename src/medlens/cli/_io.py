@@ -49,8 +49,9 @@ def describe(path: Path, *, phi: bool = False, series_uid: str | None = None) ->
 def info(
     path: Path = typer.Argument(..., help="Image file (NIfTI, NRRD, MHA/MHD, PNG/TIFF, DICOM) "
                                           "or a folder holding a DICOM series."),
-    series_uid: str = typer.Option(None, "--series-uid",
-                                   help="SeriesInstanceUID to read from a folder of several series."),
+    series_uid: str = typer.Option(
+        None, "--series-uid", help="SeriesInstanceUID to read from a folder of several series."
+    ),
     phi: bool = typer.Option(False, "--phi",
                              help="Also print patient identifiers (name, ID, birth date, "
                                   "accession). Off by default."),
@@ -99,8 +100,9 @@ def convert(
     interpolation: str = typer.Option(
         "linear", "--interpolation",
         help="Resampling interpolation: linear, bspline, nearest or label (for label maps)."),
-    series_uid: str = typer.Option(None, "--series-uid",
-                                   help="SeriesInstanceUID to read from a folder of several series."),
+    series_uid: str = typer.Option(
+        None, "--series-uid", help="SeriesInstanceUID to read from a folder of several series."
+    ),
 ) -> None:
     """Convert between formats, e.g. a DICOM folder to NIfTI.
 

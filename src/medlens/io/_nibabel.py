@@ -15,7 +15,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["from_nibabel", "nifti_dtype", "to_nibabel"]
 
 
-def from_nibabel(image: nib.spatialimages.SpatialImage, *, meta: dict[str, Any] | None = None) -> Image:
+def from_nibabel(
+    image: nib.spatialimages.SpatialImage, *, meta: dict[str, Any] | None = None
+) -> Image:
     """Convert a nibabel image to an :class:`Image`, loading its data.
 
     The affine is nibabel's ``image.affine`` (sform when its code is set, else

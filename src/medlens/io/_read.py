@@ -14,9 +14,10 @@ from medlens.errors import GeometryError
 from medlens.image import Image
 from medlens.io._errors import ImageReadError, ImageWriteError, UnsupportedFormatError
 
-__all__ = ["ITK_SUFFIXES", "NIFTI_SUFFIXES", "read_image", "write_image"]
+__all__ = ["ITK_SUFFIXES", "NIBABEL_ONLY_SUFFIXES", "NIFTI_SUFFIXES", "read_image", "write_image"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+NIBABEL_ONLY_SUFFIXES = (".mgz", ".mgh")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _2D_ONLY = (".png", ".jpg", ".jpeg", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", "")
@@ -34,7 +35,8 @@ def _is_dicom_file(path: Path) -> bool:
 def read_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -> Image:
     """Read an image file or a DICOM series folder into an :class:`Image`.
 
-    Supported: NIfTI (``.nii``, ``.nii.gz``, via nibabel), NRRD (``.nrrd``,
+    Supported: NIfTI-1/2 (``.nii``, ``.nii.gz``) and FreeSurfer MGH (``.mgz``,
+    ``.mgh``) via nibabel, NRRD (``.nrrd``,
     ``.nhdr``), MetaImage (``.mha``, ``.mhd``), PNG / TIFF / JPEG / BMP (2D), all via
     SimpleITK; a single DICOM file (including enhanced multi-frame CT/MR and
     DICOM-SEG, via pydicom); a folder holding one DICOM series.
@@ -79,7 +81,7 @@ def read_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -
 
             return read_dicom_series(p, series_uid=series_uid)
         suffix = full_suffix(p)
-        if suffix in NIFTI_SUFFIXES:
+        if suffix in NIFTI_SUFFIXES + NIBABEL_ONLY_SUFFIXES:
             return _read_nifti(p)
         if suffix in ITK_SUFFIXES:
             return _read_itk(p)
@@ -105,11 +107,37 @@ def _read_nifti(path: Path) -> Image:
 
     try:
         nimg = nib.load(path)
-        return from_nibabel(nimg, meta={"format": "nifti"})
+        if getattr(nimg, "affine", None) is None:
+            raise ImageReadError(
+                path, f"{type(nimg).__name__} has no voxel-to-world affine (not a spatial image)"
+            )
+        fmt = "nifti" if full_suffix(path) in NIFTI_SUFFIXES else "mgh"
+        if fmt == "nifti":
+            _check_raw_pixdim(path, nimg)
+        return from_nibabel(nimg, meta={"format": fmt})  # type: ignore[arg-type]
+    except ImageReadError:
+        raise
+    except GeometryError as e:
+        raise ImageReadError(path, f"invalid geometry: {e}") from e
     except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as e:
         raise ImageReadError(path, f"not a valid NIfTI file ({e})") from e
     except (EOFError, zlib.error, OSError, ValueError) as e:
         raise ImageReadError(path, f"truncated or corrupt NIfTI file ({e})") from e
+
+
+def _check_raw_pixdim(path: Path, nimg: Any) -> None:
+    """Reject zero voxel sizes that nibabel would silently replace by 1 mm."""
+    import nibabel as nib
+
+    header = nimg.header
+    if int(header.get("sform_code", 0)) > 0:
+        return  # the affine comes from the sform; pixdim does not enter it
+    with nib.openers.ImageOpener(str(path)) as f:
+        raw = type(header).from_fileobj(f, check=False)
+    ndim = min(int(raw["dim"][0]), 3)
+    pixdim = [float(v) for v in raw["pixdim"][1 : ndim + 1]]
+    if any(v == 0.0 or not np.isfinite(v) for v in pixdim):
+        raise ImageReadError(path, f"invalid geometry: zero or non-finite voxel size {pixdim}")
 
 
 def _read_itk(path: Path) -> Image:

@@ -1,0 +1,7 @@
+"""``python -m medlens.cli``."""
+
+import sys
+
+from medlens.cli import main
+
+sys.exit(main())

@@ -25,6 +25,11 @@ from medlens.metrics._classification import (
     operating_point_at_sensitivity,
     patient_scores,
 )
+from medlens.metrics._correlation import (
+    kendall_correlation,
+    pearson_correlation,
+    spearman_correlation,
+)
 from medlens.metrics._image import (
     CMRxReconImageMetrics,
     FastMRIImageMetrics,
@@ -41,6 +46,14 @@ from medlens.metrics._image import (
     structural_similarity,
     structural_similarity_map,
     synthrad2023_image_metrics,
+)
+from medlens.metrics._registration import (
+    JacobianStatistics,
+    VolumeChange,
+    jacobian_determinant,
+    jacobian_statistics,
+    target_registration_error,
+    volume_change,
 )
 
 __all__ = [  # noqa: RUF022 (grouped by module, sorted within each group)
@@ -79,4 +92,15 @@ __all__ = [  # noqa: RUF022 (grouped by module, sorted within each group)
     "structural_similarity",
     "structural_similarity_map",
     "synthrad2023_image_metrics",
+    # correlation (_correlation)
+    "kendall_correlation",
+    "pearson_correlation",
+    "spearman_correlation",
+    # registration (_registration)
+    "JacobianStatistics",
+    "VolumeChange",
+    "jacobian_determinant",
+    "jacobian_statistics",
+    "target_registration_error",
+    "volume_change",
 ]

@@ -48,6 +48,12 @@ app.command("info")(info)
 app.command("convert")(convert)
 
 # Task wings register their sub-apps below, one line each.
+from medlens.cli._datasets import app as _datasets_app  # noqa: E402
+
+app.add_typer(_datasets_app, name="datasets")
+from medlens.cli._evaluate import app as _evaluate_app  # noqa: E402
+
+app.add_typer(_evaluate_app, name="evaluate")
 
 
 def main(argv: list[str] | None = None) -> int:

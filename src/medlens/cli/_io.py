@@ -21,8 +21,27 @@ def describe(path: Path, *, phi: bool = False, series_uid: str | None = None) ->
     """Summarise an image file or DICOM folder as a JSON-able dict (no PHI unless asked)."""
     import numpy as np
 
-    from medlens.io import read_image
+    from medlens.io import list_dicom_series, read_image
 
+    n_series = None
+    if path.is_dir():
+        found = list_dicom_series(path)
+        n_series = len(found)
+        if series_uid is None and n_series > 1:
+            return {
+                "path": str(path),
+                "n_series": n_series,
+                "series": [
+                    {
+                        "series_instance_uid": s.series_instance_uid,
+                        "series_number": s.series_number,
+                        "series_description": s.series_description,
+                        "modality": s.modality,
+                        "n_files": s.n_files,
+                    }
+                    for s in found
+                ],
+            }
     img = read_image(path, series_uid=series_uid)
     arr = img.array
     finite = arr[np.isfinite(arr)] if np.issubdtype(arr.dtype, np.floating) else arr
@@ -41,6 +60,8 @@ def describe(path: Path, *, phi: bool = False, series_uid: str | None = None) ->
         if key == "phi":
             continue
         out[key] = value
+    if n_series is not None:
+        out["n_series_in_folder"] = n_series
     if phi and "phi" in img.meta:
         out["phi"] = dict(img.meta["phi"])
     return out
@@ -66,17 +87,30 @@ def info(
     if as_json:
         console.print_json(json.dumps(d, default=str))
         return
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=str(path), show_header=False, title_justify="left")
+    if "series" in d:  # a folder of several DICOM series: list them
+        listing = Table(title=f"{path}: {d['n_series']} DICOM series", title_justify="left")
+        listing.add_column("series_instance_uid", overflow="fold")
+        for col in ("number", "description", "modality", "files"):
+            listing.add_column(col)
+        for s in d["series"]:
+            listing.add_row(*(escape(_fmt(s[k])) for k in (
+                "series_instance_uid", "series_number", "series_description", "modality",
+                "n_files")))
+        console.print(listing)
+        console.print("Describe one with --series-uid UID.")
+        return
+    table = Table(title=escape(str(path)), show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in d.items():
         if key in ("path", "phi"):
             continue
-        table.add_row(key, _fmt(value))
+        table.add_row(key, escape(_fmt(value)))
     for key, value in d.get("phi", {}).items():
-        table.add_row(f"[red]{key}[/]", _fmt(value))
+        table.add_row(f"[red]{escape(key)}[/]", escape(_fmt(value)))
     console.print(table)
 
 

@@ -4,6 +4,9 @@ This is the only part of medlens that knows file formats and LPS/RAS; everything
 after it sees :class:`medlens.Image` in RAS+ millimetres.
 """
 
+from medlens.io._dicom import DicomSeries, list_dicom_series, read_dicom_file, read_dicom_series
+from medlens.io._dicom_seg import read_dicom_seg, write_dicom_seg
+from medlens.io._dicom_write import write_dicom_series
 from medlens.io._errors import (
     DicomSeriesError,
     ImageReadError,
@@ -16,16 +19,23 @@ from medlens.io._read import read_image, write_image
 from medlens.io._sitk import from_sitk, to_sitk
 
 __all__ = [
+    "DicomSeries",
     "DicomSeriesError",
     "ImageReadError",
     "ImageWriteError",
     "UnsupportedFormatError",
     "from_nibabel",
     "from_sitk",
+    "list_dicom_series",
     "lps_to_ras",
     "ras_to_lps",
+    "read_dicom_file",
+    "read_dicom_seg",
+    "read_dicom_series",
     "read_image",
     "to_nibabel",
     "to_sitk",
+    "write_dicom_seg",
+    "write_dicom_series",
     "write_image",
 ]

@@ -1,0 +1,268 @@
+"""Self-contained HTML reports: jinja2 template, matplotlib plots embedded as base64 PNG."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medlens.evaluation._table import MetricRow, MetricSummary
+
+__all__ = ["RankingSection", "distribution_plot", "render_report", "write_report"]
+
+
+@dataclass(frozen=True)
+class RankingSection:
+    """What the report shows about a ranking.
+
+    Attributes
+    ----------
+    rows : sequence of dict
+        Per method: ``method, rank, score, lower, upper, p_first, aggregate_rank``.
+    rank_samples : dict
+        ``{method: bootstrap ranks}`` for the plot.
+    wilcoxon : sequence of dict
+        Pairwise tests: ``region, metric, method_a, method_b, n, median_difference,
+        pvalue, pvalue_holm``.
+    note : str
+        How the ranking was made.
+    confidence : float
+        Coverage of the rank intervals.
+    """
+
+    rows: Sequence[Mapping[str, Any]]
+    rank_samples: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    wilcoxon: Sequence[Mapping[str, Any]] = ()
+    note: str = ""
+    confidence: float = 0.95
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    f = float(v)
+    if math.isnan(f):
+        return "NaN"
+    if math.isinf(f):
+        return "∞" if f > 0 else "−∞"
+    if f != 0 and (abs(f) >= 1e5 or abs(f) < 1e-3):
+        return f"{f:.3e}"
+    return f"{f:.4f}"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def distribution_plot(region: str, values: Mapping[str, Sequence[float]]) -> str:
+    """Box plots with the individual cases overlaid, one panel per metric.
+
+    Parameters
+    ----------
+    region : str
+        Region name (panel title prefix).
+    values : mapping
+        ``{metric: per-case values}``; non-finite values are left out of the
+        panel and counted in its title.
+
+    Returns
+    -------
+    str
+        Base64-encoded PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    metrics = list(values)
+    n = max(len(metrics), 1)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, metric in zip(axes.ravel(), metrics, strict=False):
+        v = np.asarray(values[metric], dtype=float)
+        finite = v[np.isfinite(v)]
+        dropped = v.size - finite.size
+        if finite.size:
+            ax.boxplot(finite, widths=0.5, showfliers=False)
+            ax.scatter(1 + rng.uniform(-0.12, 0.12, finite.size), finite, s=10, alpha=0.6)
+        title = metric if not dropped else f"{metric} ({dropped} non-finite)"
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.tick_params(labelsize=8)
+    for ax in axes.ravel()[len(metrics) :]:
+        ax.axis("off")
+    fig.suptitle(region, fontsize=10)
+    return _png(fig)
+
+
+def _rank_plot(samples: Mapping[str, Sequence[float]], order: Sequence[str]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    n = len(order)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * n + 2), 3.2))
+    for i, m in enumerate(order):
+        r = np.asarray(samples[m], dtype=float)
+        ranks, counts = np.unique(r, return_counts=True)
+        ax.scatter(np.full(ranks.size, i), ranks, s=600 * counts / r.size + 4, alpha=0.6)
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(order, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("bootstrap rank")
+    ax.invert_yaxis()
+    ax.set_title("rank stability (area ∝ frequency)", fontsize=9)
+    return _png(fig)
+
+
+def _worst_tables(rows: Sequence[MetricRow], *, n_worst: int = 10) -> list[dict[str, Any]]:
+    by_region: dict[str, dict[str, dict[str, float]]] = {}
+    metric_order: dict[str, list[str]] = {}
+    for r in rows:
+        by_region.setdefault(r.region, {}).setdefault(r.case, {})[r.metric] = r.value
+        order = metric_order.setdefault(r.region, [])
+        if r.metric not in order:
+            order.append(r.metric)
+    out = []
+    for region, cases in by_region.items():
+        metrics = metric_order[region]
+        key_metric = next((m for m in metrics if m == "dice"), None)
+        if key_metric is None:
+            key_metric = next((m for m in metrics if _direction(m) is not None), metrics[0])
+        hib = _direction(key_metric)
+        higher = True if hib is None else hib
+
+        def sort_key(
+            item: tuple[str, dict[str, float]], metric: str = key_metric, higher: bool = higher
+        ) -> float:
+            v = item[1].get(metric, math.nan)
+            if math.isnan(v):
+                return -math.inf  # undefined values first: they need a look
+            return v if higher else -v
+
+        worst = sorted(cases.items(), key=sort_key)[:n_worst]
+        out.append(
+            {
+                "region": region,
+                "metric": key_metric,
+                "higher_better": higher,
+                "columns": metrics,
+                "rows": [
+                    {"case": c, "values": [vals.get(m, math.nan) for m in metrics]}
+                    for c, vals in worst
+                ],
+            }
+        )
+    return out
+
+
+def _direction(metric: str) -> bool | None:
+    from medlens.evaluation._table import higher_is_better
+
+    try:
+        return higher_is_better(metric)
+    except KeyError:
+        return None
+
+
+def render_report(
+    *,
+    rows: Sequence[MetricRow] = (),
+    summaries: Sequence[MetricSummary] = (),
+    title: str = "medlens evaluation",
+    status: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    penalised: Iterable[tuple[str, str, str]] = (),
+    ranking: RankingSection | None = None,
+    n_worst: int = 10,
+) -> str:
+    """Render the HTML report as a string (see :func:`write_report`)."""
+    import jinja2
+
+    from medlens import __version__
+
+    status = dict(status or {})
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("medlens.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    template = env.get_template("report.html.j2")
+    plots = []
+    grouped: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        grouped.setdefault(r.region, {}).setdefault(r.metric, []).append(r.value)
+    for region, vals in grouped.items():
+        plots.append({"region": region, "png": distribution_plot(region, vals)})
+    ranking_ctx = None
+    if ranking is not None:
+        order = [str(r["method"]) for r in ranking.rows]
+        ranking_ctx = {
+            "rows": ranking.rows,
+            "wilcoxon": ranking.wilcoxon,
+            "note": ranking.note,
+            "confidence_pct": round(100 * ranking.confidence),
+            "plot": _rank_plot(ranking.rank_samples, order) if ranking.rank_samples else None,
+        }
+    del penalised  # counted in the summaries
+    return template.render(
+        title=title,
+        version=__version__,
+        n_cases=status.get("n_cases", len({r.case for r in rows})),
+        n_ok=status.get("n_ok", len({r.case for r in rows})),
+        problems=status.get("problems", []),
+        unmatched=status.get("unmatched_predictions", []),
+        settings=dict(settings or {}),
+        summaries=summaries,
+        plots=plots,
+        worst=_worst_tables(rows, n_worst=n_worst) if rows else [],
+        ranking=ranking_ctx,
+        fmt=_fmt,
+    )
+
+
+def write_report(path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Write a self-contained HTML report (opens offline: nothing is loaded from elsewhere).
+
+    The report has the run's definitions, the problem cases, a summary table
+    per region and metric, per-region distribution plots (box plot plus every
+    case), the worst cases per region and, when given, the ranking with
+    bootstrap rank intervals and pairwise tests. Plots are PNG images embedded
+    as base64 ``data:`` URIs; styles are inline; there is no script.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.html`` file (written atomically).
+    **kwargs
+        ``rows``, ``summaries``, ``title``, ``status``, ``settings``,
+        ``penalised``, ``ranking`` (a :class:`RankingSection`), ``n_worst``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    from medlens.evaluation._table import atomic_write_text
+
+    html = render_report(**kwargs)
+    atomic_write_text(path, html)
+    return Path(path)

@@ -286,11 +286,21 @@ def _frames(ds: Dataset, path: Path, n_frames: int) -> list[_Frame]:
     """Per-frame position, orientation, spacing and rescale, from wherever the file keeps them."""
     shared = _item(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame is not None and len(per_frame) not in (0, n_frames):
+    if per_frame is not None and 0 < len(per_frame) < n_frames:
         raise ImageReadError(
             path,
             f"PerFrameFunctionalGroupsSequence has {len(per_frame)} items for {n_frames} frames",
         )
+    if per_frame is not None and len(per_frame) > n_frames:
+        # e.g. pydicom's liver_1frame.dcm: pixel data cut to the first frame(s), the
+        # functional groups left as they were. Frame f is still described by item f.
+        warnings.warn(
+            f"PerFrameFunctionalGroupsSequence has {len(per_frame)} items for {n_frames} "
+            f"frames; the first {n_frames} are used",
+            UserWarning,
+            stacklevel=2,
+        )
+        per_frame = list(per_frame)[:n_frames]
     top_slope, top_intercept = _rescale(ds, path)
     top_spacing = _pixel_spacing(ds.get("PixelSpacing"), "PixelSpacing", path)
     top_iop = _orientation(ds.get("ImageOrientationPatient"), path)
@@ -1072,7 +1082,9 @@ def read_dicom_series(
         meta = dict(img.meta)
         meta["n_instances"] = 1
         return Image(img.array, img.affine, channels=img.channels, meta=meta)
-    return _read_slices(p, items, allow_nonuniform_spacing=allow_nonuniform_spacing)
+    ignored: list[str] = []  # header-level warnings; per-file ones go to meta
+    with _warnings_to(ignored):
+        return _read_slices(p, items, allow_nonuniform_spacing=allow_nonuniform_spacing)
 
 
 def _read_slices(

@@ -503,6 +503,14 @@ def _source_grid(
     datasets: Sequence[Dataset], out: Path
 ) -> tuple[list[int], npt.NDArray[np.float64], tuple[int, ...], bool]:
     """Slice order (index into source frames per k), RAS affine and shape of the source."""
+    ignored: list[str] = []
+    with _warnings_to(ignored):
+        return _source_grid_checked(datasets, out)
+
+
+def _source_grid_checked(
+    datasets: Sequence[Dataset], out: Path
+) -> tuple[list[int], npt.NDArray[np.float64], tuple[int, ...], bool]:
     frames: list[_Frame] = []
     multi = len(datasets) == 1 and _int_value(datasets[0], "NumberOfFrames", out, 1) > 1
     try:

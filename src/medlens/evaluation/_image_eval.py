@@ -164,7 +164,10 @@ class ImageEvaluator:
                 why = f"shape {ref.shape} vs {pred.shape}"
             return CaseResult(task.case, "geometry_mismatch", self._nan_rows(), message=why)
         if self.preset == "fastmri":
-            r = mm.fastmri_image_metrics(np.abs(ref), np.abs(pred), crop=self.crop)
+            # as evaluate.py: real arrays are scored as stored; complex ones as magnitude
+            ref = np.abs(ref) if np.iscomplexobj(ref) else ref
+            pred = np.abs(pred) if np.iscomplexobj(pred) else pred
+            r = mm.fastmri_image_metrics(ref, pred, crop=self.crop)
             values = {"nmse": r.nmse, "psnr": r.psnr, "ssim": r.ssim}
         elif self.preset == "cmrxrecon":
             c = mm.cmrxrecon_image_metrics(ref, pred, crop=self.crop)

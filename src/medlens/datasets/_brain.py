@@ -81,7 +81,8 @@ BRAIN_EXTRACTION = DatasetCard(
     modality="MR (T1-weighted head)",
     sources=(MRICRON_DATA, ITK_EXAMPLES),
     license="BSD-3-Clause (mricron-data, per its Debian copyright file); Apache-2.0 "
-            "(ITK examples data, per its Debian copyright file)",
+            "(ITK examples data: `Files: *` of its Debian copyright file, whose header notes "
+            "that Debian's ITK binaries are GPL because they link FFTW)",
     size="2 cases: 181x217x181 @ 1 mm (train) and 128x128x62 @ 2x2x3 mm (test); about 6 MB",
     can_show=(
         "that a brain-extraction pipeline runs end to end and generalises across scanner, "

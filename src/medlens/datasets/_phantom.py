@@ -163,8 +163,8 @@ def kidney_phantom(
     p.update(body_axes_mm=(round(a_body, 2), round(b_body, 2)), fat_mm=round(fat_mm, 2))
 
     # spine: vertebral bodies with discs, posterior elements, paraspinal muscles
-    y_spine = 2.0 - (b_body - fat_mm) + rng.uniform(17, 21)
     r_vert = rng.uniform(9, 11.5)
+    y_spine = 2.0 - (b_body - fat_mm) + r_vert + rng.uniform(15, 18)
     period, phase = rng.uniform(24, 30), rng.uniform(0, 30)
     disc = ((g.z - phase) % period) < 5.0
     column = (g.x ** 2 + (g.y - y_spine) ** 2) <= r_vert ** 2

@@ -170,7 +170,8 @@ REGISTRATION_2D = DatasetCard(
     sources=(replace(ITK_EXAMPLES, files=(
         *(f"{ITK_DATA}/{f}" for f in (*_IMAGES.values(), _MASK)),
         "usr/share/doc/insighttoolkit5-examples/copyright")),),
-    license="Apache-2.0 (ITK examples data, per its Debian copyright file)",
+    license="Apache-2.0 (ITK examples data: `Files: *` of its Debian copyright file, whose "
+            "header notes that Debian's ITK binaries are GPL because they link FFTW)",
     size=f"{len(_IMAGES)} images of 221x257 @ 1 mm, {len(ALL_PAIRS)} pairs; about 0.5 MB",
     can_show=(
         "that translation, rigid and similarity registration recover a known transform "

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medlens.datasets import cache_root, fetch, verify_manifest
+from medlens.datasets._cache import MANIFEST, sha256_file
+
+
+def test_cache_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDLENS_DATA", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("MEDLENS_DATA")
+    assert cache_root() == Path.home() / ".cache" / "medlens"
+
+
+def test_fetch_uses_medlens_data(session_cache):
+    ds = fetch("registration-2d")
+    assert ds.root == session_cache / "registration-2d"
+    assert (session_cache / "packages").is_dir()
+
+
+def test_manifest_lists_every_file(session_cache):
+    ds = fetch("registration-2d")
+    files = json.loads((ds.root / MANIFEST).read_text())["files"]
+    on_disk = {p.relative_to(ds.root).as_posix() for p in ds.root.rglob("*")
+               if p.is_file() and p.name != MANIFEST}
+    assert set(files) == on_disk
+    for rel, digest in files.items():
+        assert sha256_file(ds.root / rel) == digest
+    # no temporary build folders left behind
+    assert not list(session_cache.glob(".build-*")) and not list(session_cache.glob(".trash-*"))
+
+
+def test_corrupted_dataset_detected_and_rebuilt(no_download):
+    ds = fetch("registration-2d")
+    victim = ds.case("pd_rot10").images[0]
+    good = victim.read_bytes()
+    victim.write_bytes(good[:-10] + b"corrupted!")
+    assert verify_manifest(ds.root) == ["images/pd_rot10.mha: sha256 mismatch"]
+    again = fetch("registration-2d")  # rebuilt from the unpacked package: no download
+    assert victim.read_bytes() == good
+    assert verify_manifest(again.root) == []
+
+
+def test_deleted_file_detected_and_rebuilt(no_download):
+    ds = fetch("registration-2d")
+    ds.extras["transforms"].unlink()
+    assert verify_manifest(ds.root) == ["transforms.json: missing"]
+    assert fetch("registration-2d").extras["transforms"].is_file()
+
+
+def test_corrupted_package_is_downloaded_again(tmp_path):
+    root = tmp_path / "cache"
+    fetch("registration-2d", cache_dir=root)
+    pkg = next(root.glob("packages/debian-insighttoolkit5-examples-*"))
+    victim = next((pkg / "files").rglob("BrainT1SliceBorder20.png"))
+    victim.write_bytes(b"not a png")
+    assert any("sha256 mismatch" in p for p in verify_manifest(pkg))
+    # the dataset itself is intact, so it is reused as is ...
+    fetch("registration-2d", cache_dir=root)
+    assert victim.read_bytes() == b"not a png"
+    # ... and when it must be rebuilt, the package is fetched afresh first
+    (root / "registration-2d" / MANIFEST).write_text("{}")
+    ds = fetch("registration-2d", cache_dir=root)
+    assert verify_manifest(pkg) == [] and verify_manifest(ds.root) == []
+
+
+def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    from medlens.datasets import _registration2d
+
+    def boom(ctx):
+        (ctx.out / "half-written").write_text("x")
+        raise RuntimeError("killed")
+
+    from medlens.datasets import _api
+
+    entry = _api._REGISTRY["registration-2d"]
+    monkeypatch.setitem(_api._REGISTRY, "registration-2d",
+                        _api._Entry(entry.card, boom))
+    with pytest.raises(RuntimeError, match="killed"):
+        fetch("registration-2d", cache_dir=tmp_path)
+    assert not (tmp_path / "registration-2d").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+    assert _registration2d.REGISTRATION_2D is entry.card

@@ -389,10 +389,17 @@ def finish(
             settings=settings or {},
             penalised=result.penalised,
         )
-    if status["problems"]:
-        print(
-            f"{len(status['problems'])} of {status['n_cases']} cases had problems; "
-            f"see {out / 'summary.json'}",
-            file=sys.stderr,
-        )
+    problems = status["problems"]
+    if problems:
+        print(f"{len(problems)} of {status['n_cases']} cases had problems:", file=sys.stderr)
+        for p in problems[:20]:
+            print(f"  {p['case']}: {p['status']} — {p['message']}", file=sys.stderr)
+        if len(problems) > 20:
+            print(f"  ... and {len(problems) - 20} more", file=sys.stderr)
+        print(f"  (all listed in {out / 'summary.json'})", file=sys.stderr)
+    unmatched = status["unmatched_predictions"]
+    if unmatched:
+        shown = ", ".join(unmatched[:10]) + (" ..." if len(unmatched) > 10 else "")
+        print(f"{len(unmatched)} prediction(s) without a reference, ignored: {shown}",
+              file=sys.stderr)  # fmt: skip
     return summaries

@@ -303,6 +303,9 @@ def _frames(ds: Dataset, path: Path, n_frames: int) -> list[_Frame]:
         per_frame = list(per_frame)[:n_frames]
     top_slope, top_intercept = _rescale(ds, path)
     top_spacing = _pixel_spacing(ds.get("PixelSpacing"), "PixelSpacing", path)
+    if top_spacing is None and "PixelSpacing" not in ds:
+        # Projection radiography (CR, DX, MG ...): spacing at the detector, as GDCM uses it.
+        top_spacing = _pixel_spacing(ds.get("ImagerPixelSpacing"), "ImagerPixelSpacing", path)
     top_iop = _orientation(ds.get("ImageOrientationPatient"), path)
     top_ipp = _floats(ds.get("ImagePositionPatient"), 3, "ImagePositionPatient", path)
 
@@ -743,16 +746,20 @@ def read_dicom_file(path: str | os.PathLike[str]) -> Image:
         objects; CT in HU; RT dose in Gy), as the stored integer type when no rescale
         applies, ``int16`` / ``int32`` when the rescale is exact in integers, float32
         otherwise. Colour images (RGB, YBR converted to RGB, palette colour) are
-        channels first, ``(3, I, J[, K])``. MONOCHROME1 values are kept as stored
-        (not inverted), as SimpleITK does.
+        channels first, ``(3, I, J[, K])``. MONOCHROME1 (low values white) is turned
+        into MONOCHROME2 by ``2**BitsStored - 1 - value`` before the rescale, as
+        SimpleITK / ITK do; ``meta["photometric_interpretation"]`` still says
+        MONOCHROME1.
 
         Geometry: a frame positioned in the patient (Image Position / Orientation
         (Patient), in the top level or the functional groups) gives a 3D image, one
         slice per frame, ordered along the slice normal. A single frame without a
         patient position (US, CR, DX, secondary capture) gives a 2D image with the
         first pixel at the origin, axes along -x and -y of RAS (LPS +x, +y) and spacing
-        from PixelSpacing, else 1 mm, exactly as SimpleITK / GDCM report it; several
-        such frames (cine loops) are stacked 1 mm apart, again as SimpleITK does.
+        from PixelSpacing, else ImagerPixelSpacing (projection radiographs: at the
+        detector, not corrected for magnification), else 1 mm, exactly as SimpleITK /
+        GDCM report it; several such frames (cine loops) are stacked 1 mm apart,
+        again as SimpleITK does.
 
     Raises
     ------

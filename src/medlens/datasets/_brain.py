@@ -83,7 +83,7 @@ BRAIN_EXTRACTION = DatasetCard(
     license="BSD-3-Clause (mricron-data, per its Debian copyright file); Apache-2.0 "
             "(ITK examples data: `Files: *` of its Debian copyright file, whose header notes "
             "that Debian's ITK binaries are GPL because they link FFTW)",
-    size="2 cases: 181x217x181 @ 1 mm (train) and 128x128x62 @ 2x2x3 mm (test); about 6 MB",
+    size="2 cases: 181x217x181 @ 1 mm (train) and 128x128x62 @ 2x2x3 mm (test); about 4 MB",
     can_show=(
         "that a brain-extraction pipeline runs end to end and generalises across scanner, "
         "resolution and orientation (train on one grid, test on a very different one)",
@@ -119,7 +119,7 @@ BRAIN_PARCELLATION = DatasetCard(
         *(f"{TEMPLATES}/{f}" for f in ("ch2.nii.gz", "aal.nii.gz", "aal.nii.txt")),
         "usr/share/doc/mricron-data/copyright")),),
     license="BSD-3-Clause (mricron-data, per its Debian copyright file)",
-    size="1 case, 181x217x181 @ 1 mm, 117 label values; about 5 MB",
+    size="1 case, 181x217x181 @ 1 mm, 117 label values; about 4 MB",
     can_show=(
         "that a many-label (117 classes) segmentation pipeline, label-wise metrics and "
         "reports handle small and large structures",

@@ -87,7 +87,7 @@ DICOM_SAMPLES = DatasetCard(
     sources=(PYDICOM_DATA, PYDICOM),
     license="MIT (pydicom-data and pydicom LICENSE files; pydicom's README lists GDCM's "
             "BSD-style licence for the files taken from GDCM)",
-    size="about 160 files, 1 KB to 7 MB each; about 60 MB",
+    size="146 files (68 from pydicom-data, 78 from pydicom), 1 KB to 7 MB each; about 60 MB",
     can_show=(
         "that a DICOM reader handles many transfer syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE, "
         "deflate, big endian), photometric interpretations and multi-frame objects",

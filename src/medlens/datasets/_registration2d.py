@@ -103,8 +103,8 @@ PAIRS: tuple[_PairSpec, ...] = (
     _PairSpec("pd_r10x13y17s12", "pd", "pd_r10x13y17s12", "similarity", -10.0, 1.0 / 1.2,
               _s12_translation(),
               "inverse of y -> 1.2 R(10 deg)(y - c) + c + (13, 17) about the geometric centre "
-              "c: scale 1/1.2, angle -10 deg, translation -R(-10 deg)(13, 17)/1.2 = (-13.126, "
-              "-12.068); a least-squares fit here gives (0.8333, -9.998 deg, -13.126, -12.068)",
+              "c: scale 1/1.2, angle -10 deg, translation -R(-10 deg)(13, 17)/1.2 = (-13.129, "
+              "-12.070); a least-squares fit here gives (0.8333, -9.998 deg, -13.126, -12.068)",
               "The second image is the result of intentionally rotating the first image by 10 "
               "degrees, scaling by 1/1.2 and then translating by (-13,-17).",
               "[0.833237, -0.174511, -12.8065, -12.7244]: scale 0.833237, angle -0.174511 rad, "

@@ -761,7 +761,7 @@ def register(
     deformable_iterations: Sequence[int] | int | None = None,
     learning_rate: float | None = None,
     regularization: Literal["diffusion", "bending"] = "diffusion",
-    regularization_weight: float = 0.5,
+    regularization_weight: float | None = None,
     volume_weight: float = 1.0,
     diffeomorphic: bool = True,
     integration_steps: int = 6,
@@ -813,8 +813,11 @@ def register(
         scaled by the image radius); cosine-annealed to 1% per level.
     regularization : {"diffusion", "bending"}
         Smoothness penalty of the deformable velocity / displacement field.
-    regularization_weight, volume_weight : float
-        Weights of the smoothness and volume-preservation terms.
+    regularization_weight : float, optional
+        Weight of the smoothness term; by default 0.01 for MSE (whose values are
+        small on [0, 1]-normalised intensities) and 0.1 for the other metrics.
+    volume_weight : float
+        Weight of the volume-preservation term.
     diffeomorphic : bool
         Integrate a stationary velocity field by scaling and squaring (True) or
         optimise a plain displacement field.
@@ -873,7 +876,7 @@ def _register(fixed: Image, moving: Image, *, model: str, metric: str, fixed_mas
               preserve_volume: Image | None, initialization: Any, initial: AffineTransform | None,
               shrink_factors: Sequence[int] | None, iterations: Sequence[int] | int | None,
               deformable_iterations: Sequence[int] | int | None, learning_rate: float | None,
-              regularization: str, regularization_weight: float, volume_weight: float,
+              regularization: str, regularization_weight: float | None, volume_weight: float,
               diffeomorphic: bool, integration_steps: int, control_spacing_vox: float,
               encoder: Any, max_points: int, device: str | None, seed: int,
               progress: Progress | None) -> RegistrationResult:
@@ -923,6 +926,8 @@ def _register(fixed: Image, moving: Image, *, model: str, metric: str, fixed_mas
         current = _run_linear(drv, kind, current, center, shrinks, its, learning_rate, progress,
                               reports)
     drv.metric = metric
+    if regularization_weight is None:
+        regularization_weight = 0.01 if metric == "mse" else 0.1
     transform: Transform = current
     field = None
     if model == "deformable":

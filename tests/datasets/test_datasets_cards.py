@@ -83,3 +83,17 @@ def test_info_after_fetch_has_licence_text_as_shipped(name):
     card = dataset_info(name)
     assert card.license_text and "Copyright" in card.license_text
     assert all(s.version_used for s in card.sources)
+
+
+def test_registration_card_lists_transforms():
+    card = {c.name: c for c in list_datasets()}["registration-2d"]
+    text = dict(card.transforms)
+    assert len(text) == 11
+    assert "angle -10 deg, scale 0.833333" in text["pd_r10x13y17s12"]
+    assert "translation (13.000, 17.000)" in text["pd_shift13x17"]
+
+
+def test_parcellation_card_gets_aal_names_after_fetch():
+    fetch("brain-parcellation")
+    card = dataset_info("brain-parcellation")
+    assert len(card.label_names) == 117 and card.label_names[116]

@@ -89,6 +89,11 @@ def info_cmd(
         text = ", ".join(f"{k} {v}" for k, v in shown[:12])
         more = f", ... ({len(shown)} labels)" if len(shown) > 12 else ""
         out(f"[bold]labels:[/] {text}{more}", markup=True)
+    if card.transforms:
+        out(f"[bold]reference transforms ({len(card.transforms)} pairs; matrices in "
+            "transforms.json):[/]")
+        for pid, text in card.transforms:
+            out(f"  {pid}: {text}", markup=False)
     if card.malformed:
         out(f"[bold]deliberately malformed files ({len(card.malformed)}):[/]")
         for fname, why in card.malformed:

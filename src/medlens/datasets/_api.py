@@ -217,7 +217,9 @@ def _card_from_record(card: DatasetCard, rec: dict[str, Any]) -> DatasetCard:
     used = {(s["kind"], s["name"]): s.get("version_used") for s in rec.get("sources", [])}
     sources = tuple(replace(s, version_used=used.get((s.kind, s.name), s.version_used))
                     for s in card.sources)
-    return replace(card, sources=sources, license_text=rec.get("license_text") or None)
+    labels = card.label_names or {int(k): v for k, v in rec.get("label_names", {}).items()}
+    return replace(card, sources=sources, license_text=rec.get("license_text") or None,
+                   label_names=labels)
 
 
 def _load(folder: Path, card: DatasetCard) -> Dataset:

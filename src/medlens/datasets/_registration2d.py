@@ -148,6 +148,17 @@ def _direction_pairs() -> tuple[_PairSpec, ...]:
 
 ALL_PAIRS = PAIRS + _direction_pairs()
 
+
+def _describe(spec: _PairSpec) -> str:
+    what = {"translation": "translation", "rigid": "rotation + translation",
+            "similarity": "similarity"}[spec.model]
+    if spec.pair_id.endswith("_vs_pd"):
+        return (f"{spec.fixed} -> {spec.moving}: same pixels, header direction rotated by "
+                f"{'+' if 'plus' in spec.pair_id else '-'}30 deg (world rotation about the origin)")
+    return (f"{spec.fixed} -> {spec.moving}: {what}, angle {spec.angle_deg:g} deg, scale "
+            f"{spec.scale:.6g}, translation ({spec.translation[0]:.3f}, "
+            f"{spec.translation[1]:.3f}) pixels about centre {CENTER} (fixed -> moving)")
+
 REGISTRATION_2D = DatasetCard(
     name="registration-2d",
     title="2D registration: the ITK Software Guide brain slices with their documented "
@@ -187,6 +198,7 @@ REGISTRATION_2D = DatasetCard(
     ),
     cases=tuple(f"{cid} (test): {name}" for cid, name in _IMAGES.items()),
     label_names={0: "outside mask", 1: "registration mask"},
+    transforms=tuple((spec.pair_id, _describe(spec)) for spec in ALL_PAIRS),
 )
 
 

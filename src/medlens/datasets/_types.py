@@ -97,6 +97,10 @@ class DatasetCard:
         malformed or non-conformant file.
     synthetic : bool
         True when the images are generated, not acquired.
+    transforms : tuple of tuple of (str, str)
+        For registration data: ``(pair id, reference transform in words)``; the
+        full matrices are in :attr:`Dataset.pairs` and the cache's
+        ``transforms.json``.
     """
 
     name: str
@@ -113,6 +117,7 @@ class DatasetCard:
     label_names: Mapping[int, str] = field(default_factory=dict)
     malformed: tuple[tuple[str, str], ...] = ()
     synthetic: bool = False
+    transforms: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "label_names", _frozen_map(self.label_names))

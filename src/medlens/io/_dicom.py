@@ -579,12 +579,24 @@ def _invert_monochrome1(arr: np.ndarray, ds: Dataset) -> np.ndarray:
 def _apply_rescale(
     arr: np.ndarray, slopes: Sequence[float], intercepts: Sequence[float]
 ) -> np.ndarray:
-    """Apply per-frame slope / intercept on axis 0; integer output when exact, else float32."""
+    """Apply per-frame slope / intercept on axis 0; integer output when exact, else float32.
+
+    Works frame by frame so that a large volume needs no 64-bit temporary copy.
+
+    Examples
+    --------
+    >>> raw = np.array([[[0, 1000]], [[24, 3000]]], dtype=np.uint16)
+    >>> hu = _apply_rescale(raw, [1, 1], [-1024, -1024])
+    >>> hu.tolist(), hu.dtype
+    ([[[-1024, -24]], [[-1000, 1976]]], dtype('int16'))
+    >>> _apply_rescale(raw, [0.5, 2.0], [0, 0]).tolist()
+    [[[0.0, 500.0]], [[48.0, 6000.0]]]
+    """
     s = np.asarray(slopes, dtype=np.float64)
     b = np.asarray(intercepts, dtype=np.float64)
     if np.all(s == 1.0) and np.all(b == 0.0):
         return arr
-    shape = (-1,) + (1,) * (arr.ndim - 1)
+    dtype: type[np.generic] = np.float32
     if (
         np.all(s == np.round(s))
         and np.all(b == np.round(b))
@@ -596,12 +608,15 @@ def _apply_rescale(
         for dt in (np.int16, np.int32):
             info = np.iinfo(dt)
             if info.min <= lo_v and hi_v <= info.max:
-                out = arr.astype(np.int64) * s.astype(np.int64).reshape(shape) + b.astype(
-                    np.int64
-                ).reshape(shape)
-                return out.astype(dt)
-    out64 = arr.astype(np.float64) * s.reshape(shape) + b.reshape(shape)
-    return out64.astype(np.float32)
+                dtype = dt
+                break
+    out = np.empty(arr.shape, dtype=dtype)
+    for f in range(arr.shape[0]):
+        if dtype is np.float32:
+            out[f] = arr[f].astype(np.float64) * s[f] + b[f]
+        else:
+            out[f] = arr[f].astype(np.int64) * int(s[f]) + int(b[f])
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -743,13 +758,13 @@ def read_dicom_file(path: str | os.PathLike[str]) -> Image:
     -------
     Image
         Values after the modality rescale (slope / intercept, per frame for enhanced
-        objects; CT in HU; RT dose in Gy), as the stored integer type when no rescale
-        applies, ``int16`` / ``int32`` when the rescale is exact in integers, float32
-        otherwise. Colour images (RGB, YBR converted to RGB, palette colour) are
-        channels first, ``(3, I, J[, K])``. MONOCHROME1 (low values white) is turned
-        into MONOCHROME2 by ``2**BitsStored - 1 - value`` before the rescale, as
-        SimpleITK / ITK do; ``meta["photometric_interpretation"]`` still says
-        MONOCHROME1.
+        objects; CT in HU; RT dose times DoseGridScaling, in its DoseUnits), as the
+        stored integer type when no rescale applies, ``int16`` / ``int32`` when the
+        rescale is exact in integers, float32 otherwise. Colour images (RGB, YBR
+        converted to RGB, palette colour) are channels first, ``(3, I, J[, K])``.
+        MONOCHROME1 (low values white) is turned into MONOCHROME2 by
+        ``2**BitsStored - 1 - value`` before the rescale, as SimpleITK / ITK do;
+        ``meta["photometric_interpretation"]`` still says MONOCHROME1.
 
         Geometry: a frame positioned in the patient (Image Position / Orientation
         (Patient), in the top level or the functional groups) gives a 3D image, one

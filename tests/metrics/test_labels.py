@@ -155,6 +155,24 @@ def test_brats_rows_equal_lesion_wise(rng, shapes):
         assert by[(region.name, "hd95")] == pytest.approx(want.legacy_hd95, rel=1e-12)
 
 
+def test_brats_parameters_per_region(rng, shapes):
+    ref, pred, sp = _label_case(rng, shapes)
+    gli, met = BRATS2023_LESION_PARAMETERS["BraTS-GLI"], BRATS2023_LESION_PARAMETERS["BraTS-MET"]
+    per = {"WT": gli, "TC": met, "ET": gli}
+    rows = segmentation_metrics(
+        ref, pred, spacing=sp, regions=BRATS_REGIONS, metrics=["lesion_dice"], brats_parameters=per
+    )
+    for row, region in zip(rows, BRATS_REGIONS, strict=True):
+        r_m, p_m = np.isin(ref, region.labels), np.isin(pred, region.labels)
+        want = brats_lesion_wise(r_m, p_m, spacing=sp, parameters=per[region.name])
+        assert row.value == want.lesion_dice
+    with pytest.raises(ValueError, match="no entry"):
+        segmentation_metrics(
+            ref, pred, spacing=sp, regions=BRATS_REGIONS, metrics=["lesion_dice"],
+            brats_parameters={"WT": gli},
+        )  # fmt: skip
+
+
 def test_empty_regions_and_penalized_flag():
     ref = np.zeros((10, 10, 10), dtype=np.uint8)
     ref[2:6, 2:6, 2:6] = 1

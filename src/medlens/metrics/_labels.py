@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,6 +227,18 @@ def _needs_surface(name: str) -> bool:
     return name in {"hd", "assd", "masd", "nsd"} or bool(_HD_PCT.match(name) or _NSD_AT.match(name))
 
 
+def _region_mask(labels_map: NDArray[np.generic], labels: tuple[int, ...]) -> NDArray[np.bool_]:
+    """Voxels whose label is one of ``labels`` (a boolean map has the single label 1)."""
+    if labels_map.dtype == np.bool_:
+        if 1 in labels:
+            return labels_map  # type: ignore[return-value]
+        return np.zeros(labels_map.shape, dtype=bool)
+    mask: NDArray[np.bool_] = labels_map == labels[0]
+    for value in labels[1:]:
+        mask |= labels_map == value
+    return mask
+
+
 def segmentation_metrics(
     reference: ArrayLike,
     prediction: ArrayLike,
@@ -238,7 +250,7 @@ def segmentation_metrics(
     pooling: str = "max_directed",
     empty_penalty: float = math.inf,
     connectivity: int = 26,
-    brats_parameters: BraTSLesionParameters | None = None,
+    brats_parameters: BraTSLesionParameters | Mapping[str, BraTSLesionParameters] | None = None,
     threads: int | None = None,
 ) -> list[MetricRow]:
     """Evaluate metrics of two label maps on each region.
@@ -266,8 +278,9 @@ def segmentation_metrics(
         ``penalized``); both empty gives 0 (NSD 1).
     connectivity : int
         Connectivity of the ISLES'22, detection and panoptic metrics.
-    brats_parameters : BraTSLesionParameters, optional
-        Required by the BraTS lesion-wise metrics.
+    brats_parameters : BraTSLesionParameters or mapping of str to BraTSLesionParameters, optional
+        Required by the BraTS lesion-wise metrics: one set for every region, or one per
+        region name (per-region dilation and volume thresholds).
     threads : int, optional
         Threads for the distance transforms.
 
@@ -308,6 +321,10 @@ def segmentation_metrics(
         raise ValueError(
             "BraTS lesion-wise metrics need brats_parameters (see BRATS2023_LESION_PARAMETERS)"
         )
+    if isinstance(brats_parameters, Mapping) and any(n in _BRATS for n in names):
+        absent = [r.name for r in regions if r.name not in brats_parameters]
+        if absent:
+            raise ValueError(f"brats_parameters has no entry for regions {absent}")
     if "nsd" in names:
         missing = [r.name for r in regions if r.nsd_tolerance is None]
         if missing:
@@ -325,9 +342,8 @@ def segmentation_metrics(
     voxel_ml = math.prod(sp) / 1000.0
     rows: list[MetricRow] = []
     for region in regions:
-        labels = np.asarray(region.labels)
-        r_m: NDArray[np.bool_] = np.isin(ref_c, labels)
-        p_m: NDArray[np.bool_] = np.isin(pred_c, labels)
+        r_m = _region_mask(ref_c, region.labels)
+        p_m = _region_mask(pred_c, region.labels)
         n_r, n_p = int(np.count_nonzero(r_m)), int(np.count_nonzero(p_m))
         tp = int(np.count_nonzero(r_m & p_m))
         counts = ConfusionCounts(tp, n_p - tp, n_r - tp, total - n_r - n_p + tp)
@@ -338,9 +354,11 @@ def segmentation_metrics(
         brats = None
         if any(n in _BRATS for n in names):
             assert brats_parameters is not None
-            brats = brats_lesion_wise(
-                r_m, p_m, spacing=sp, parameters=brats_parameters, threads=threads
-            )
+            if isinstance(brats_parameters, BraTSLesionParameters):
+                params = brats_parameters
+            else:
+                params = brats_parameters[region.name]
+            brats = brats_lesion_wise(r_m, p_m, spacing=sp, parameters=params, threads=threads)
         panoptic = None
         if _PANOPTIC & set(names):
             panoptic = panoptic_quality(r_m, p_m, connectivity=connectivity)

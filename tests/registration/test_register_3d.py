@@ -42,7 +42,8 @@ def test_recovers_known_linear_transform(brain4mm: tuple[Image, Image], model: s
     moving = warp_image(fixed, truth.inverse(), like=fixed, interpolation="bspline")
     res = register(fixed, moving, model=model, metric="mse", iterations=(100, 100))
     pts = grid_points(fixed)
-    tre = target_registration_error(truth.transform_points(pts), res.transform.transform_points(pts))
+    tre = target_registration_error(truth.transform_points(pts),
+                                    res.transform.transform_points(pts))
     assert tre.max() < 1.0
     assert tre.mean() < 0.5
 

@@ -54,6 +54,9 @@ app.add_typer(_datasets_app, name="datasets")
 from medlens.cli._evaluate import app as _evaluate_app  # noqa: E402
 
 app.add_typer(_evaluate_app, name="evaluate")
+from medlens.cli._register import register_command as _register_command  # noqa: E402
+
+app.command("register")(_register_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -621,8 +621,10 @@ def jacobian_determinant(transform: Transform, like: Image | None = None) -> Ima
     """Determinant of the Jacobian of ``x -> T(x)`` at every voxel of a grid.
 
     Values above 1 mean the fixed-space neighbourhood maps to a larger moving
-    region; values <= 0 mean folding. Derivatives are central differences in mm
-    (one-sided at the border).
+    region; values <= 0 mean folding. The transform is sampled as a
+    displacement field on the grid and handed to
+    :func:`medlens.metrics.jacobian_determinant` (central differences in mm,
+    one-sided at the border).
 
     Parameters
     ----------
@@ -649,22 +651,10 @@ def jacobian_determinant(transform: Transform, like: Image | None = None) -> Ima
             like = transform.field
         else:
             raise TransformError("give like= (the grid) for a transform without its own grid")
+    from medlens.metrics import jacobian_determinant as _metrics_jacobian
+
     disp = to_displacement_field(transform, like)
     n = like.spatial_ndim
-    arr = np.asarray(disp.field.array, dtype=np.float64)
-    lin = like.affine[:n, :n]
-    inv = np.linalg.inv(lin)
-    # d u_c / d i_a (voxel axes), then chain rule to world: du/dx = du/di @ inv(lin)
-    grads = np.empty((n, n, *like.spatial_shape))
-    for c in range(n):
-        g = np.gradient(arr[c], axis=tuple(range(n))) if min(like.spatial_shape) > 1 else None
-        if g is None:
-            raise TransformError("the grid needs at least 2 voxels along every axis")
-        for a in range(n):
-            grads[c, a] = g[a]
-    jac = np.einsum("ca...,ab->cb...", grads, inv)
-    for c in range(n):
-        jac[c, c] += 1.0
-    moved = np.moveaxis(jac, (0, 1), (-2, -1))
-    det = np.linalg.det(moved)
+    det = _metrics_jacobian(np.asarray(disp.field.array, dtype=np.float64), spacing=like.spacing,
+                            direction=like.direction[:n, :n])
     return like.with_array(det.astype(np.float64), channels=False)

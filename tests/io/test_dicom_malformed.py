@@ -231,3 +231,14 @@ def test_copy_of_malformed_folder_is_untouched(tmp_path):
 def test_read_dicom_file_on_a_missing_path(tmp_path):
     with pytest.raises(ImageReadError, match="no such file"):
         read_dicom_file(tmp_path / "nope.dcm")
+
+
+def test_warnings_do_not_leak_identifiers():
+    # pydicom's value warnings quote the offending value; identifiers are redacted.
+    from medlens.io._dicom import _meta
+
+    ds = pydicom.dcmread(sample("CT_small.dcm"), stop_before_pixels=True)
+    name = str(ds.PatientName)
+    meta = _meta(ds, sample("CT_small.dcm"), [f"Invalid value for VR PN: '{name}' in file x"])
+    assert meta["phi"]["PatientName"] == name
+    assert meta["read_warnings"] == ["Invalid value for VR PN: '<phi>'"]

@@ -698,7 +698,16 @@ def _meta(ds: Dataset, path: Path, warnings_seen: Sequence[str]) -> dict[str, An
                 phi[kw] = v
     meta["phi"] = phi
     if warnings_seen:
-        meta["read_warnings"] = [w.split(" in file ")[0][:200] for w in warnings_seen]
+        # pydicom's warnings quote offending values, which may be identifiers.
+        secrets = {str(v) for v in phi.values() if len(str(v)) >= 2}
+        secrets |= {str(x) for v in phi.values() if isinstance(v, list) for x in v}
+        cleaned = []
+        for w in warnings_seen:
+            text = w.split(" in file ")[0][:200]
+            for secret in sorted(secrets, key=len, reverse=True):
+                text = text.replace(secret, "<phi>")
+            cleaned.append(text)
+        meta["read_warnings"] = cleaned
     return meta
 
 

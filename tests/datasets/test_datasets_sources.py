@@ -101,3 +101,28 @@ def test_unpinned_fallback_records_version_used(tmp_path, monkeypatch):
     assert up.package.version == "0.0-0"
     assert up.package.version_used == ITK_EXAMPLES.version
     assert "Apache" in up.license_text
+
+
+def test_installed_wheel_copy_needs_no_download(tmp_path, monkeypatch):
+    """pydicom is installed at the pinned version: its files are copied, pip is not run."""
+    from medlens.datasets._dicom import PYDICOM
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pip download attempted")
+
+    monkeypatch.setattr(_sources, "_pip_download", refuse)
+    up = _sources.fetch_pypi(PYDICOM, tmp_path / "x", downloads=tmp_path / "dl",
+                             members=("pydicom/data/test_files/",))
+    assert up.package.version_used == "3.0.2"
+    assert (up.root / "pydicom/data/test_files/CT_small.dcm").is_file()
+    assert not (up.root / "pydicom/dataset.py").exists()  # only the members asked for
+    assert "MIT" in up.license_text or "Permission is hereby granted" in up.license_text
+
+
+def test_pypi_pinned_version_gone_uses_newest(tmp_path):
+    old = SourcePackage(kind="pypi", name="nilearn", version="0.0.1")
+    up = _sources.fetch_pypi(old, tmp_path / "x", downloads=tmp_path / "dl",
+                             members=("nilearn/datasets/data/mni_icbm152_t1",))
+    assert up.package.version == "0.0.1" and up.package.version_used not in (None, "0.0.1")
+    assert list((up.root / "nilearn/datasets/data").glob("mni_icbm152_t1_*.nii.gz"))
+    assert "BSD" in up.license_text or "Redistribution" in up.license_text

@@ -101,10 +101,14 @@ def image(
         False, "--no-crop", help="Skip the convention's centre crop (inputs already cropped)."
     ),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
-    reference_suffix: str = typer.Option("", "--reference-suffix"),
-    prediction_suffix: str = typer.Option("", "--prediction-suffix"),
+    reference_suffix: str = typer.Option(
+        "", "--reference-suffix", help="Ending stripped from reference names."
+    ),
+    prediction_suffix: str = typer.Option(
+        "", "--prediction-suffix", help="Ending stripped from prediction names."
+    ),
     no_resume: bool = typer.Option(False, "--no-resume", help="Recompute every case."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     """Evaluate reconstructions or synthetic images (NMSE, PSNR, SSIM, MAE) by convention."""
     from medlens.evaluation import evaluate_images
@@ -192,7 +196,7 @@ def registration(
     array_components: bool = typer.Option(
         False, "--array-components", help="Field vectors are along array axes, not world RAS."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
 ) -> None:
     """Evaluate registrations: TRE, Dice of warped labels, Jacobian folding, volume change."""
     from medlens.evaluation import evaluate_registration

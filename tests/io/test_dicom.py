@@ -223,6 +223,12 @@ def test_non_integer_slope_gives_float32():
     assert_allclose(img.array[..., 0], want, rtol=1e-6)
 
 
+def test_big_endian_files_give_native_arrays():
+    img = read_dicom_file(sample("MR_small_bigendian.dcm"))
+    assert img.dtype == np.dtype(np.int16) and img.dtype.isnative
+    assert_array_equal(img.array, read_dicom_file(sample("MR_small.dcm")).array)
+
+
 def test_no_rescale_keeps_the_stored_dtype():
     img = read_dicom_file(sample("MR_small.dcm"))
     assert img.dtype == np.int16

@@ -564,6 +564,8 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
         )
     if arr.size == 0:
         raise ImageReadError(path, "the pixel data is empty")
+    if not arr.dtype.isnative:  # big-endian transfer syntaxes
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 
@@ -887,12 +889,14 @@ def _to_image(
     keep_2d: bool,
     meta: dict[str, Any],
 ) -> Image:
-    # (F, R, C[, S]) -> (C, R, F) = (i, j, k), channels first.
+    # (F, R, C[, S]) -> (C, R, F) = (i, j, k), channels first. The transpose of the
+    # C-ordered frames is a Fortran-ordered view: no copy (nibabel arrays are
+    # Fortran-ordered too, and to_sitk's transpose back is then free).
     out = np.transpose(arr, (3, 2, 1, 0)) if color else np.transpose(arr, (2, 1, 0))
     if keep_2d:
         out = out[..., 0]
     try:
-        return Image(np.ascontiguousarray(out), lps_to_ras(affine_lps), channels=color, meta=meta)
+        return Image(out, lps_to_ras(affine_lps), channels=color, meta=meta)
     except GeometryError as e:
         raise ImageReadError(path, f"invalid geometry: {e}") from e
 

@@ -69,7 +69,11 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def distribution_plot(region: str, values: Mapping[str, Sequence[float]]) -> str:
+def distribution_plot(
+    region: str,
+    values: Mapping[str, Sequence[float]],
+    penalised: Mapping[str, Sequence[bool]] | None = None,
+) -> str:
     """Box plots with the individual cases overlaid, one panel per metric.
 
     Parameters
@@ -79,6 +83,8 @@ def distribution_plot(region: str, values: Mapping[str, Sequence[float]]) -> str
     values : mapping
         ``{metric: per-case values}``; non-finite values are left out of the
         panel and counted in its title.
+    penalised : mapping, optional
+        ``{metric: per-case flags}``; penalised cases are drawn as red crosses.
 
     Returns
     -------
@@ -98,11 +104,21 @@ def distribution_plot(region: str, values: Mapping[str, Sequence[float]]) -> str
     rng = np.random.default_rng(0)
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
         v = np.asarray(values[metric], dtype=float)
-        finite = v[np.isfinite(v)]
+        flags = np.zeros(v.size, bool)
+        if penalised is not None and metric in penalised:
+            flags = np.asarray(penalised[metric], dtype=bool)
+        ok = np.isfinite(v)
+        finite = v[ok]
         dropped = v.size - finite.size
         if finite.size:
             ax.boxplot(finite, widths=0.5, showfliers=False)
-            ax.scatter(1 + rng.uniform(-0.12, 0.12, finite.size), finite, s=10, alpha=0.6)
+            x = 1 + rng.uniform(-0.12, 0.12, v.size)
+            m = ok & ~flags
+            ax.scatter(x[m], v[m], s=10, alpha=0.6)
+            m = ok & flags
+            if m.any():
+                ax.scatter(x[m], v[m], s=22, marker="x", color="#c0392b", label="penalised")
+                ax.legend(fontsize=7, loc="best")
         title = metric if not dropped else f"{metric} ({dropped} non-finite)"
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
@@ -207,11 +223,16 @@ def render_report(
     )
     template = env.get_template("report.html.j2")
     plots = []
+    pen = set(penalised)
     grouped: dict[str, dict[str, list[float]]] = {}
+    flags: dict[str, dict[str, list[bool]]] = {}
     for r in rows:
         grouped.setdefault(r.region, {}).setdefault(r.metric, []).append(r.value)
+        flags.setdefault(r.region, {}).setdefault(r.metric, []).append(
+            (r.case, r.region, r.metric) in pen
+        )
     for region, vals in grouped.items():
-        plots.append({"region": region, "png": distribution_plot(region, vals)})
+        plots.append({"region": region, "png": distribution_plot(region, vals, flags[region])})
     ranking_ctx = None
     if ranking is not None:
         order = [str(r["method"]) for r in ranking.rows]
@@ -222,7 +243,6 @@ def render_report(
             "confidence_pct": round(100 * ranking.confidence),
             "plot": _rank_plot(ranking.rank_samples, order) if ranking.rank_samples else None,
         }
-    del penalised  # counted in the summaries
     return template.render(
         title=title,
         version=__version__,

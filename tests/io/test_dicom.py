@@ -9,6 +9,7 @@ or it is listed in ``NOT_COMPARED`` with the reason and the test that covers it.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -119,6 +120,10 @@ def test_file_matches_simpleitk(path: Path):
     assert ref is not None, f"SimpleITK cannot read {path.name}: add it to NOT_COMPARED"
     ours = read_dicom_file(path)
     theirs = from_sitk(ref)
+    public = json.dumps({k: v for k, v in ours.meta.items() if k != "phi"})  # JSON-able
+    name = str(ours.meta["phi"].get("PatientName", ""))
+    if len(name) >= 3:
+        assert name not in public  # identifiers only under meta["phi"]
     ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     if ds.get("Modality") == "RTDOSE":  # medlens applies DoseGridScaling (Gy), GDCM does not
         theirs = theirs.with_array(theirs.array * float(ds.DoseGridScaling))

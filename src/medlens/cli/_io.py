@@ -104,7 +104,7 @@ def info(
         return
     table = Table(title=escape(str(path)), show_header=False, title_justify="left")
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for key, value in d.items():
         if key in ("path", "phi"):
             continue

@@ -86,3 +86,18 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "registration-2d").exists()
     assert [p.name for p in tmp_path.iterdir()] == []
     assert _registration2d.REGISTRATION_2D is entry.card
+
+
+def test_outdated_builder_output_is_rebuilt(no_download):
+    from medlens.datasets._build import RECORD
+
+    ds = fetch("registration-2d")
+    rec = json.loads((ds.root / RECORD).read_text())
+    assert rec["builder_version"] == 1
+    rec["builder_version"] = 0  # as if written by an older medlens
+    (ds.root / RECORD).write_text(json.dumps(rec))
+    from medlens.datasets._cache import write_manifest
+
+    write_manifest(ds.root)  # intact, but outdated
+    again = fetch("registration-2d")
+    assert json.loads((again.root / RECORD).read_text())["builder_version"] == 1

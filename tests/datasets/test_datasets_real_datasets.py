@@ -75,6 +75,7 @@ def test_dicom_samples_modalities(dicom):
     for m in ("CT", "MR", "US", "CR", "SEG"):
         assert counts[m] >= 1, m
     assert all(c.role == "test" and not c.labels for c in dicom.cases)
+    assert len(dicom.cases) == 146 + 7
     assert dicom.case("pydicom-data_liver").modality == "SEG"
     assert dicom.case("pydicom_CT_small").modality == "CT"
     assert dicom.case("pydicom-data_US1_UNCR").modality == "US"
@@ -84,6 +85,7 @@ def test_dicom_samples_modalities(dicom):
 def test_dicom_samples_malformed_flagged(dicom):
     flagged = {c.meta["source"] for c in dicom.cases if c.malformed}
     assert flagged == {name for name, _ in dicom.card.malformed}
+    assert len(flagged) == 22
     assert dicom.case("pydicom_MR_truncated").malformed.startswith("Pixel Data truncated")
     assert dicom.case("pydicom_CT_small").malformed is None
 
@@ -106,3 +108,17 @@ def test_dicom_files_identical_to_packages(dicom):
     a = hashlib.sha256(dist.locate_file(src).read_bytes()).hexdigest()
     b = hashlib.sha256(dicom.case("pydicom-data_liver").images[0].read_bytes()).hexdigest()
     assert a == b
+
+
+def test_dicom_series_folders(dicom):
+    series = {c.case_id: c for c in dicom.cases if c.meta.get("kind") == "series folder"}
+    assert len(series) == 7
+    ct5 = series["pydicom-series_98892001_CT5N"]
+    assert ct5.images[0].is_dir() and ct5.modality == "CT"
+    assert (ct5.meta["n_files"], ct5.meta["n_series"], ct5.meta["n_orientations"]) == (
+        "5", "1", "1")
+    img = read_image(ct5.images[0])
+    assert img.spatial_shape == (16, 16, 5)
+    assert series["pydicom-series_98892001_CT2N"].meta["n_orientations"] == "2"
+    assert series["pydicom-series_98892003_MR2"].meta["n_series"] == "3"
+    assert series["pydicom-series_TINY_ALPHA_PT000000_ST000000_SE000000"].malformed

@@ -47,6 +47,8 @@ class _Entry:
     card: DatasetCard
     build: Callable[[BuildContext], dict[str, Any]]
     procedural: bool = False
+    #: bumped whenever the builder's output changes, so older cache folders are rebuilt
+    version: int = 1
 
 
 _REGISTRY: dict[str, _Entry] = {
@@ -55,7 +57,7 @@ _REGISTRY: dict[str, _Entry] = {
         _Entry(BRAIN_EXTRACTION, build_brain_extraction),
         _Entry(BRAIN_TISSUE, build_brain_tissue),
         _Entry(BRAIN_PARCELLATION, build_brain_parcellation),
-        _Entry(DICOM_SAMPLES, build_dicom_samples),
+        _Entry(DICOM_SAMPLES, build_dicom_samples, version=2),
         _Entry(REGISTRATION_2D, build_registration_2d),
         _Entry(PHANTOM_KIDNEY, build_phantom_kidney, procedural=True),
     )
@@ -198,13 +200,22 @@ def fetch(
         record.update({
             "name": name,
             "format_version": FORMAT_VERSION,
+            "builder_version": entry.version,
             "options": options,
             "sources": [_source_json(s) for s in uniq.values()],
             "license_text": record.get("license_text") or "\n".join(lic_parts).strip(),
         })
         ctx.path(RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
-    folder, _ = build_atomically(root, _dirname(name, options), build)
+    def is_current(folder: Path) -> bool:
+        try:
+            rec = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return bool(rec.get("format_version") == FORMAT_VERSION
+                    and rec.get("builder_version", 1) == entry.version)
+
+    folder, _ = build_atomically(root, _dirname(name, options), build, is_current=is_current)
     return _load(folder, entry.card)
 
 

@@ -109,7 +109,13 @@ def verify_manifest(folder: Path) -> list[str]:
     return problems
 
 
-def build_atomically(root: Path, name: str, build: Callable[[Path], None]) -> tuple[Path, bool]:
+def build_atomically(
+    root: Path,
+    name: str,
+    build: Callable[[Path], None],
+    *,
+    is_current: Callable[[Path], bool] | None = None,
+) -> tuple[Path, bool]:
     """Return ``root/name``, building it with ``build(tmp_folder)`` unless intact.
 
     Parameters
@@ -120,6 +126,9 @@ def build_atomically(root: Path, name: str, build: Callable[[Path], None]) -> tu
         Folder name (may contain ``/`` for a sub-folder such as ``packages/x``).
     build : callable
         Fills an empty temporary folder; the manifest is written afterwards.
+    is_current : callable, optional
+        Called on an intact folder; returning False (e.g. it was built by an older
+        version of the builder) rebuilds it.
 
     Returns
     -------
@@ -131,9 +140,9 @@ def build_atomically(root: Path, name: str, build: Callable[[Path], None]) -> tu
     target = root / name
     if target.is_dir():
         problems = verify_manifest(target)
-        if not problems:
+        if not problems and (is_current is None or is_current(target)):
             return target, False
-        _log.warning("rebuilding %s: %s", target, "; ".join(problems[:5]))
+        _log.warning("rebuilding %s: %s", target, "; ".join(problems[:5]) or "outdated")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".build-{target.name}-", dir=target.parent))
     trash: Path | None = None

@@ -11,7 +11,14 @@ from medlens.datasets._build import BuildContext, safe_id
 from medlens.datasets._errors import DatasetError
 from medlens.datasets._types import DatasetCard, SourcePackage
 
-__all__ = ["DICOM_SAMPLES", "MALFORMED", "PYDICOM", "PYDICOM_DATA", "build_dicom_samples"]
+__all__ = [
+    "DICOM_SAMPLES",
+    "MALFORMED",
+    "MALFORMED_SERIES",
+    "PYDICOM",
+    "PYDICOM_DATA",
+    "build_dicom_samples",
+]
 
 PYDICOM_DATA = SourcePackage(
     kind="pypi",
@@ -70,6 +77,13 @@ MALFORMED: dict[tuple[str, str], str] = {
     ("pydicom", "reportsi_with_empty_number_tags.dcm"): "SR with empty numeric (IS/DS) elements",
 }
 
+#: series folders (relative to pydicom's dicomdirtests) that are deliberately non-conformant
+MALFORMED_SERIES: dict[str, str] = {
+    "TINY_ALPHA/PT000000/ST000000/SE000000":
+        "File-set test instances with no Pixel Data ('none of the managed SOP Instances are "
+        "conformant', per its README)",
+}
+
 DICOM_SAMPLES = DatasetCard(
     name="dicom-samples",
     title="DICOM sample files (CT, MR, US, CR, SEG, RT, SR ...), including deliberately "
@@ -80,28 +94,35 @@ DICOM_SAMPLES = DatasetCard(
         "test_files (CT_small, MR_small in several encodings, RT plan/dose/struct, SR, "
         "files without meta header ...). Each file is one case (role test) classified by "
         "its Modality and SOP Class (read with pydicom), with the deliberately malformed or "
-        "non-conformant files flagged and the reason given (list in the card). There are "
-        "no labels; liver.dcm is a DICOM-SEG whose source CT is not included."
+        "non-conformant files flagged and the reason given (list in the card). The "
+        "multi-file folders of pydicom's dicomdirtests (16x16 downsized clinical series) are "
+        "cases too, each a folder, with its numbers of files, series and slice orientations: "
+        "CT5N is one clean 5-slice CT series; others hold two orientations, a slice gap or "
+        "several series. There are no labels; liver.dcm is a DICOM-SEG whose source CT is "
+        "not included."
     ),
     modality="DICOM: CT, MR, US, CR/RG, NM, OT/SC, SEG, RTDOSE, RTPLAN, RTSTRUCT, SR",
     sources=(PYDICOM_DATA, PYDICOM),
     license="MIT (pydicom-data and pydicom LICENSE files; pydicom's README lists GDCM's "
             "BSD-style licence for the files taken from GDCM)",
-    size="146 files (68 from pydicom-data, 78 from pydicom), 1 KB to 7 MB each; about 60 MB",
+    size="146 files (68 from pydicom-data, 78 from pydicom) and 7 series folders; about 60 MB",
     can_show=(
         "that a DICOM reader handles many transfer syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE, "
         "deflate, big endian), photometric interpretations and multi-frame objects",
         "that malformed files give a clear error naming the file, never a silent wrong image",
         "DICOM-SEG reading (liver.dcm), RT and SR objects recognised as non-image",
+        "series-folder handling: slice sorting, and folders that are not one volume (mixed "
+        "orientations, gaps, several series)",
     ),
     cannot_show=(
-        "series handling across many slices (single files; the 3D series folders are not "
-        "part of this dataset)",
+        "realistic series sizes: the series are tiny (16x16 pixels, 2-50 slices)",
         "anything a model learns: there are no labels and no consistent task",
     ),
     cases=("pydicom-data_<name> (test): one per pydicom-data file",
-           "pydicom_<name> (test): one per pydicom test file"),
-    malformed=tuple((f"{src}/{name}", why) for (src, name), why in MALFORMED.items()),
+           "pydicom_<name> (test): one per pydicom test file",
+           "pydicom-series_<folder> (test): one per dicomdirtests folder of 2+ files"),
+    malformed=tuple((f"{src}/{name}", why) for (src, name), why in MALFORMED.items())
+    + tuple((f"pydicom/dicomdirtests/{rel}", why) for rel, why in MALFORMED_SERIES.items()),
 )
 
 
@@ -125,6 +146,39 @@ def _classify(path: Path) -> dict[str, str]:
         for key in ("Rows", "Columns", "NumberOfFrames"):
             if key in ds:
                 out[key] = str(ds.get(key))
+    return out
+
+
+def _series_cases(ctx: BuildContext, base: Path) -> list[dict[str, Any]]:
+    """One case per folder of pydicom's dicomdirtests holding two or more files."""
+    import pydicom
+
+    out = []
+    for folder in sorted(p for p in base.rglob("*") if p.is_dir()):
+        files = sorted(f for f in folder.iterdir() if f.is_file() and f.name != "DICOMDIR")
+        if len(files) < 2:
+            continue
+        rel = folder.relative_to(base).as_posix()
+        dst = ctx.path(f"files/pydicom-series/{rel}/x").parent
+        series, orientations, modalities = set(), set(), set()
+        for f in files:
+            shutil.copyfile(f, dst / f.name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+            series.add(str(ds.get("SeriesInstanceUID", "")))
+            orientations.add(tuple(round(float(v), 4) for v in ds.get("ImageOrientationPatient",
+                                                                      [])))
+            modalities.add(str(ds.get("Modality", "") or "unknown"))
+        out.append({
+            "case_id": f"pydicom-series_{safe_id(rel)}", "images": [ctx.rel(dst)], "labels": [],
+            "role": "test", "modality": "/".join(sorted(modalities)),
+            "malformed": MALFORMED_SERIES.get(rel),
+            "meta": {"source": f"pydicom/dicomdirtests/{rel}", "kind": "series folder",
+                     "n_files": str(len(files)), "n_series": str(len(series)),
+                     "n_orientations": str(len(orientations))}})
+    if not out:
+        raise DatasetError(f"{base}: no DICOM series folders")
     return out
 
 
@@ -152,6 +206,7 @@ def build_dicom_samples(ctx: BuildContext) -> dict[str, Any]:
             cases.append({"case_id": cid, "images": [ctx.rel(dst)], "labels": [], "role": "test",
                           "modality": modality, "malformed": MALFORMED.get((src, f.name)),
                           "meta": {"source": f"{src}/{f.name}", **info}})
+    cases.extend(_series_cases(ctx, groups[1][1].root / _TEST_FILES / "dicomdirtests"))
     missing = [f"{s}/{n}" for (s, n) in MALFORMED if f"{s}_{safe_id(n)}" not in seen]
     if missing:
         raise DatasetError(f"flagged malformed files are missing from the packages: {missing}")

@@ -109,6 +109,7 @@ def _ras(img: Image) -> Image:
 
 
 def test_sample_collections_are_installed():
+    assert PYDICOM_DATA.is_dir(), "pip install pydicom-data (the Makefile does)"
     assert len(all_sample_files()) > 120
     missing = [n for n in NOT_COMPARED if not any(p.name == n for p in all_sample_files())]
     assert missing == []

@@ -127,6 +127,8 @@ def _read_dataset(path: Path, *, stop_before_pixels: bool = False) -> tuple[Data
             raise
         except (OSError, EOFError) as e:
             raise ImageReadError(path, f"cannot read the file ({e})") from e
+        except MemoryError:
+            raise
         except Exception as e:  # pydicom raises many types for broken files
             raise ImageReadError(path, f"corrupt DICOM file ({type(e).__name__}: {e})") from e
         caught = [str(x.message) for x in w]
@@ -948,7 +950,6 @@ def _iter_files(folder: Path) -> Iterator[Path]:
 def _scan(folder: Path) -> tuple[dict[str, list[tuple[Path, Dataset]]], list[str]]:
     """Headers of the DICOM image files below ``folder``, grouped by SeriesInstanceUID."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     skipped: list[str] = []
@@ -964,7 +965,9 @@ def _scan(folder: Path) -> tuple[dict[str, list[tuple[Path, Dataset]]], list[str
             warnings.simplefilter("ignore")
             try:
                 ds = pydicom.dcmread(f, stop_before_pixels=True)
-            except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as e:
+            except MemoryError:
+                raise
+            except Exception as e:  # any broken header: skip the file, say why if nothing is left
                 skipped.append(f"{f.name}: unreadable header ({type(e).__name__})")
                 continue
         sop = str(ds.get("SOPClassUID", ds.file_meta.get("MediaStorageSOPClassUID", "")))

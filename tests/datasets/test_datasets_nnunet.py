@@ -76,3 +76,11 @@ def test_existing_folder_needs_overwrite(tmp_path):
 def test_bad_dataset_id(tmp_path):
     with pytest.raises(DatasetExportError, match="1..999"):
         export_nnunet("brain-extraction", tmp_path, dataset_id=1000)
+
+
+def test_brain_tissue_layout(tmp_path):
+    out = export_nnunet("brain-tissue", tmp_path)
+    assert out.name == "Dataset902_BrainTissue"
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["labels"] == {"background": 0, "grey matter": 1, "white matter": 2}
+    assert nnunet_problems(out) == []

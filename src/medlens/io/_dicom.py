@@ -479,8 +479,8 @@ def _stack(
             f"slice spacing is not uniform: gaps between consecutive {what} along the normal "
             f"are {found}, the most deviant ({gaps[worst]:g} mm) between sorted {what} "
             f"{worst} and {worst + 1} (tolerance {SLICE_SPACING_RTOL:.0%} of the median "
-            f"{median:g} mm); missing slices? Pass allow_nonuniform_spacing=True to place "
-            "them on a grid with the mean spacing anyway",
+            f"{median:g} mm); missing slices? read_dicom_series(..., "
+            "allow_nonuniform_spacing=True) places them on a grid with the mean spacing",
         )
     step_vec = (pos[order[-1]] - pos[order[0]]) / (n - 1)
     along = float(step_vec @ normal)

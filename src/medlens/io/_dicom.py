@@ -800,7 +800,7 @@ def read_dicom_file(path: str | os.PathLike[str]) -> Image:
     Examples
     --------
     >>> from pydicom.data import get_testdata_file
-    >>> img = read_dicom_file(get_testdata_file("CT_small.dcm"))
+    >>> img = read_dicom_file(get_testdata_file("CT_small.dcm", download=False))
     >>> img.spatial_shape, img.spacing, img.meta["units"]
     ((128, 128, 1), (0.661468, 0.661468, 5.0), 'HU')
     """
@@ -1027,7 +1027,7 @@ def list_dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     --------
     >>> import os
     >>> from pydicom.data import get_testdata_file
-    >>> mr = os.path.dirname(get_testdata_file("dicomdirtests/98892003/MR700/4467"))
+    >>> mr = os.path.dirname(get_testdata_file("dicomdirtests/98892003/MR700/4467", download=False))
     >>> [(s.modality, s.n_files) for s in list_dicom_series(mr)]
     [('MR', 7)]
     """
@@ -1087,7 +1087,7 @@ def read_dicom_series(
     --------
     >>> import os
     >>> from pydicom.data import get_testdata_file
-    >>> ct = os.path.dirname(get_testdata_file("dicomdirtests/98892001/CT5N/2062"))
+    >>> ct = os.path.dirname(get_testdata_file("dicomdirtests/98892001/CT5N/2062", download=False))
     >>> img = read_dicom_series(ct)
     >>> img.spatial_shape, img.spacing, img.orientation, img.meta["n_instances"]
     ((16, 16, 5), (0.488281, 0.488281, 2.5), 'LPS', 5)

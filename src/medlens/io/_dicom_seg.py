@@ -124,7 +124,7 @@ def read_dicom_seg(
     Examples
     --------
     >>> from pydicom.data import get_testdata_file
-    >>> seg = read_dicom_seg(get_testdata_file("liver.dcm"))
+    >>> seg = read_dicom_seg(get_testdata_file("liver.dcm", download=False))
     >>> seg.spatial_shape, seg.meta["segments"][0]["label"], int(seg.array.max())
     ((512, 512, 3), 'Liver', 1)
     """

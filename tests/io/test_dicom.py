@@ -98,7 +98,16 @@ NOT_COMPARED = {
 
 LOSSY_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 
-COMPARED = [p for p in all_sample_files() if p.name not in NOT_COMPARED]
+# The files of pydicom's dicomdirtests series (no suffix), one by one; TINY_ALPHA's
+# files hold no pixel data (test_dicomdir_stub_series_without_pixels_is_an_error).
+DICOMDIR_FILES = sorted(
+    p for p in DICOMDIR_TESTS.glob("*/*/*") if p.is_file() and "TINY_ALPHA" not in p.parts
+)
+COMPARED = [p for p in all_sample_files() if p.name not in NOT_COMPARED] + DICOMDIR_FILES
+
+
+def _id(p: Path) -> str:
+    return p.relative_to(DICOMDIR_TESTS).as_posix() if DICOMDIR_TESTS in p.parents else p.name
 
 
 def _ras(img: Image) -> Image:
@@ -115,7 +124,7 @@ def test_sample_collections_are_installed():
     assert missing == []
 
 
-@pytest.mark.parametrize("path", COMPARED, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", COMPARED, ids=_id)
 def test_file_matches_simpleitk(path: Path):
     ref = read_sitk(path)
     assert ref is not None, f"SimpleITK cannot read {path.name}: add it to NOT_COMPARED"

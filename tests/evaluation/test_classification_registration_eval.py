@@ -58,7 +58,12 @@ def test_classification_from_csv(tmp_path: Path) -> None:
     with (tmp_path / "out" / "metrics.csv").open() as fh:
         assert next(csv.reader(fh)) == ["group", "metric", "value", "ci_lower", "ci_upper"]
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert saved["n"] == y.size and (tmp_path / "out" / "report.html").is_file()
+    assert saved["n"] == y.size
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert html.count("<img") == 2 and "ROC" in html and "Calibration" in html
+    assert html.count("<tr><td class=\"l\">sex=F</td>") == len(
+        [r for r in summary["metrics"] if r["group"] == "sex=F"]
+    )
 
 
 def test_classification_patient_level(tmp_path: Path) -> None:

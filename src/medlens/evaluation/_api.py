@@ -403,18 +403,12 @@ def evaluate_classification(
     }
     write_json(out / "summary.json", summary)
     if report:
-        from medlens.report import write_report
+        from medlens.report import classification_plots, write_report
 
-        rows = [MetricRow(r["group"], "classification", r["metric"], r["value"]) for r in table]
-        summaries = [
-            MetricSummary(r["group"], r["metric"], 1, 0, 0, 0, r["value"], r["value"], math.nan,
-                          math.nan, math.nan, r["value"], r["value"], r["ci_lower"], r["ci_upper"])
-            for r in table
-        ]  # fmt: skip
         write_report(
             out / "report.html",
-            rows=rows,
-            summaries=summaries,
+            metric_table=table,
+            extra_plots=classification_plots(y.astype(bool), s, n_bins=n_bins),
             title="medlens classification evaluation",
             status={"n_cases": int(y.size), "n_ok": int(y.size)},
             settings={

@@ -3,6 +3,18 @@
 matplotlib and jinja2 are imported only when a report is rendered.
 """
 
-from medlens.report._html import RankingSection, distribution_plot, render_report, write_report
+from medlens.report._html import (
+    RankingSection,
+    classification_plots,
+    distribution_plot,
+    render_report,
+    write_report,
+)
 
-__all__ = ["RankingSection", "distribution_plot", "render_report", "write_report"]
+__all__ = [
+    "RankingSection",
+    "classification_plots",
+    "distribution_plot",
+    "render_report",
+    "write_report",
+]

@@ -16,7 +16,13 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from medlens.evaluation._table import MetricRow, MetricSummary
 
-__all__ = ["RankingSection", "distribution_plot", "render_report", "write_report"]
+__all__ = [
+    "RankingSection",
+    "classification_plots",
+    "distribution_plot",
+    "render_report",
+    "write_report",
+]
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,61 @@ def distribution_plot(
     return _png(fig)
 
 
+def classification_plots(
+    reference: Sequence[bool] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    *,
+    n_bins: int = 10,
+) -> list[dict[str, str]]:
+    """ROC curve and, for probabilities, a reliability diagram, as base64 PNGs.
+
+    Parameters
+    ----------
+    reference : array_like
+        True labels.
+    scores : array_like
+        Positive-class scores.
+    n_bins : int, optional
+        Equal-width calibration bins.
+
+    Returns
+    -------
+    list of dict
+        ``{"title", "png"}`` entries for ``write_report(extra_plots=...)``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from medlens.metrics import auroc, calibration_bins
+
+    y = np.asarray(reference, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    out = []
+    order = np.argsort(-s, kind="mergesort")
+    tp = np.r_[0, np.cumsum(y[order])]
+    fp = np.r_[0, np.cumsum(~y[order])]
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    ax.plot(fp / max(fp[-1], 1), tp / max(tp[-1], 1), lw=1.5)
+    ax.plot([0, 1], [0, 1], ls=":", color="grey")
+    ax.set_xlabel("1 − specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(f"ROC (AUROC {auroc(y, s):.3f})", fontsize=9)
+    out.append({"title": "ROC curve", "png": _png(fig)})
+    if s.min() >= 0 and s.max() <= 1:
+        obs, pred, counts = calibration_bins(y, s, n_bins=n_bins)
+        keep = counts > 0
+        fig, ax = plt.subplots(figsize=(3.6, 3.4))
+        ax.plot([0, 1], [0, 1], ls=":", color="grey")
+        ax.plot(pred[keep], obs[keep], marker="o", lw=1.2)
+        ax.set_xlabel("mean predicted probability")
+        ax.set_ylabel("observed frequency")
+        ax.set_title(f"reliability ({n_bins} equal-width bins)", fontsize=9)
+        out.append({"title": "Calibration", "png": _png(fig)})
+    return out
+
+
 def _rank_plot(samples: Mapping[str, Sequence[float]], order: Sequence[str]) -> str:
     import matplotlib
 
@@ -209,6 +270,8 @@ def render_report(
     penalised: Iterable[tuple[str, str, str]] = (),
     ranking: RankingSection | None = None,
     n_worst: int = 10,
+    extra_plots: Sequence[Mapping[str, str]] = (),
+    metric_table: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Render the HTML report as a string (see :func:`write_report`)."""
     import jinja2
@@ -255,6 +318,8 @@ def render_report(
         plots=plots,
         worst=_worst_tables(rows, n_worst=n_worst) if rows else [],
         ranking=ranking_ctx,
+        extra_plots=list(extra_plots),
+        metric_table=list(metric_table),
         fmt=_fmt,
     )
 
@@ -274,7 +339,10 @@ def write_report(path: str | os.PathLike[str], **kwargs: Any) -> Path:
         Destination ``.html`` file (written atomically).
     **kwargs
         ``rows``, ``summaries``, ``title``, ``status``, ``settings``,
-        ``penalised``, ``ranking`` (a :class:`RankingSection`), ``n_worst``.
+        ``penalised``, ``ranking`` (a :class:`RankingSection`), ``n_worst``,
+        ``extra_plots`` (``{"title", "png"}`` mappings, PNG as base64),
+        ``metric_table`` (``{"group", "metric", "value", "ci_lower", "ci_upper"}``
+        mappings, for dataset-level metrics such as classification).
 
     Returns
     -------

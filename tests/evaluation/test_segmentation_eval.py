@@ -241,3 +241,35 @@ def test_labels_file(tmp_path: Path, write: Callable[..., Any]) -> None:
         load_labels_spec(bad)
     with pytest.raises(PresetError, match="unknown segmentation preset"):
         segmentation_preset("brats2099")
+
+
+class _Interrupting:
+    """Wraps an evaluator and raises KeyboardInterrupt at the n-th case (like Ctrl-C)."""
+
+    def __init__(self, inner: SegmentationEvaluator, at: int) -> None:
+        self.inner, self.at, self.calls = inner, at, 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint()
+
+    def evaluate(self, task: CaseTask) -> Any:
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.inner.evaluate(task)
+
+
+def test_interrupted_run_resumes(seg_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    ref_dir, pred_dir = seg_dirs
+    tasks = _tasks(ref_dir, pred_dir)
+    ev = SegmentationEvaluator(segmentation_preset("generic"))
+    with pytest.raises(KeyboardInterrupt):
+        run_cases(_Interrupting(ev, at=3), tasks, tmp_path / "o", progress=False)
+    assert len(list((tmp_path / "o" / "cases").glob("*.json"))) == 2
+    resumed = run_cases(ev, tasks, tmp_path / "o", progress=False)
+    assert resumed.reused == 2
+    assert resumed.results == run_cases(ev, tasks, tmp_path / "fresh", progress=False).results

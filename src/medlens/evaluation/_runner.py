@@ -267,7 +267,8 @@ def run_cases(
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx)
+            try:
                 pending: set[Future[CaseResult]] = {
                     pool.submit(_evaluate_safely, evaluator, t) for t in todo
                 }
@@ -276,6 +277,11 @@ def run_cases(
                     for fut in finished:
                         record(fut.result())
                         bar.advance(task_id)
+            except BaseException:
+                # interrupted: keep what is written, drop queued cases, do not wait for them
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
     ordered = tuple(results[t.case] for t in tasks)
     return EvaluationResult(results=ordered, reused=len(done))
 

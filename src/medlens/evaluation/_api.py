@@ -124,7 +124,7 @@ def evaluate_segmentation(
         CaseTask(p.case, (("reference", p.reference), ("prediction", p.prediction)))
         for p in pairing.pairs
     ]
-    evaluator = SegmentationEvaluator(spec)
+    evaluator = SegmentationEvaluator(spec, threads=1 if jobs > 1 else None)
     result = run_cases(evaluator, tasks, out_dir, jobs=jobs, progress=progress, resume=resume)
     return finish(
         result,

@@ -307,10 +307,15 @@ class SegmentationEvaluator:
         Regions, metrics and policies.
     geometry_tolerance : float
         Affine tolerance for :func:`~medlens.evaluation.grid_mismatch`.
+    threads : int or None
+        Threads of the distance transforms per case (None: all CPUs; the runner's
+        callers pass 1 when several worker processes share the CPUs). It does
+        not change results and is not part of the fingerprint.
     """
 
     spec: SegmentationSpec
     geometry_tolerance: float = 1e-3
+    threads: int | None = None
 
     @property
     def name(self) -> str:
@@ -321,7 +326,9 @@ class SegmentationEvaluator:
         """Hash of the spec (and the medlens version)."""
         from medlens import __version__
 
-        blob = json.dumps({"v": __version__, **asdict(self)}, sort_keys=True, default=str)
+        fields = asdict(self)
+        fields.pop("threads")
+        blob = json.dumps({"v": __version__, **fields}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def evaluate(self, task: CaseTask) -> CaseResult:
@@ -353,7 +360,9 @@ class SegmentationEvaluator:
                     pred = np.zeros_like(ref)
                 else:
                     pred = _as_labels(np.asarray(pred_img.array), f"prediction {pred_path.name}")
-        rows, penalised = score_label_maps(ref, pred, spacing=ref_img.spacing, spec=self.spec)
+        rows, penalised = score_label_maps(
+            ref, pred, spacing=ref_img.spacing, spec=self.spec, threads=self.threads
+        )
         if status != "ok":
             penalised = tuple((r, m) for r, m, _ in rows)
         return CaseResult(task.case, status, rows, penalised, message)
@@ -373,6 +382,7 @@ def score_label_maps(
     *,
     spacing: Sequence[float],
     spec: SegmentationSpec,
+    threads: int | None = None,
 ) -> tuple[tuple[tuple[str, str, float], ...], tuple[tuple[str, str], ...]]:
     """All ``(region, metric, value)`` rows of one label-map pair under ``spec``.
 
@@ -384,6 +394,8 @@ def score_label_maps(
         Voxel size in mm.
     spec : SegmentationSpec
         What to compute (passed to :func:`medlens.metrics.segmentation_metrics`).
+    threads : int, optional
+        Threads of the distance transforms.
 
     Returns
     -------
@@ -411,6 +423,7 @@ def score_label_maps(
         empty_penalty=_penalty(spec, reference.shape, spacing),
         connectivity=spec.connectivity,
         brats_parameters=BRATS2023_LESION_PARAMETERS.get(spec.brats_challenge or ""),
+        threads=threads,
     )
     rows = tuple((r.region, r.metric, float(r.value)) for r in out)
     penalised = tuple((r.region, r.metric) for r in out if r.penalized)

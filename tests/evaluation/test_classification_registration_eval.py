@@ -131,3 +131,18 @@ def test_registration_from_folders(tmp_path: Path, write: Callable[..., Any]) ->
     assert got[("all", "fraction_nonpositive_jacobian")] == 0.0
     assert got[("all", "std_log_jacobian")] == pytest.approx(0.0, abs=1e-6)
     assert got[("mask", "relative_volume_change")] == pytest.approx(0.9**3 - 1, rel=1e-5)
+
+
+def test_landmarks_without_header_and_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "c.csv").write_text("1e-3,0,0\n0,0,0\n")  # no header, exponent notation
+    (tmp_path / "b" / "c.csv").write_text("1e-3,0,2\n0,0,0\n")
+    evaluate_registration(tmp_path / "o", fixed_landmarks=tmp_path / "a",
+                          warped_landmarks=tmp_path / "b", report=False)  # fmt: skip
+    got = {r.metric: r.value for r in read_metrics_csv(tmp_path / "o" / "metrics.csv")}
+    assert got["tre_mean"] == pytest.approx(1.0) and got["tre_max"] == pytest.approx(2.0)
+    (tmp_path / "b" / "c.csv").write_text("x,y,z\n1,2\n")
+    with pytest.raises(ResultsError, match="landmarks of 3 coordinates"):
+        evaluate_registration(tmp_path / "o2", fixed_landmarks=tmp_path / "a",
+                              warped_landmarks=tmp_path / "b", report=False)  # fmt: skip

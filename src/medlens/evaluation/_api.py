@@ -427,16 +427,21 @@ def evaluate_classification(
 
 def _read_landmarks(path: Path) -> np.ndarray:
     with path.open(newline="", encoding="utf-8") as f:
-        sample = f.read(2048)
-        f.seek(0)
-        has_header = any(c.isalpha() for c in sample.splitlines()[0]) if sample else False
-        reader = csv.reader(f)
-        if has_header:
-            next(reader)
+        records = [rec for rec in csv.reader(f) if rec and any(v.strip() for v in rec)]
+
+    def numeric(rec: list[str]) -> bool:
         try:
-            pts = [[float(v) for v in rec] for rec in reader if rec]
-        except ValueError as e:
-            raise ResultsError(f"{path}: landmark coordinates must be numbers ({e})") from None
+            [float(v) for v in rec]
+        except ValueError:
+            return False
+        return True
+
+    if records and not numeric(records[0]):
+        records = records[1:]  # a header line such as x,y,z
+    try:
+        pts = [[float(v) for v in rec] for rec in records]
+    except ValueError as e:
+        raise ResultsError(f"{path}: landmark coordinates must be numbers ({e})") from None
     arr = np.asarray(pts, dtype=float)
     if arr.ndim != 2 or arr.shape[1] not in (2, 3):
         raise ResultsError(
@@ -541,7 +546,13 @@ def evaluate_registration(
             if a is None or b is None:
                 problems.append("landmarks missing")
             else:
-                tre = mm.target_registration_error(_read_landmarks(a), _read_landmarks(b))
+                pa, pb = _read_landmarks(a), _read_landmarks(b)
+                if pa.shape != pb.shape:
+                    raise ResultsError(
+                        f"case {case}: {a.name} has {pa.shape[0]} landmarks of {pa.shape[1]} "
+                        f"coordinates, {b.name} {pb.shape[0]} of {pb.shape[1]}"
+                    )
+                tre = mm.target_registration_error(pa, pb)
                 rows += [
                     ("all", "tre_mean", float(tre.mean())),
                     ("all", "tre_median", float(np.median(tre))),

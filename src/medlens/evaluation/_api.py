@@ -705,6 +705,12 @@ def rank_results(
         for method, rows in results.items()
         for r in rows
     ]
+    comparison: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for method, rows in results.items():
+        for r in rows:
+            comparison.setdefault(r.region, {}).setdefault(r.metric, {}).setdefault(
+                method, []
+            ).append(r.value)
     if report:
         section = RankingSection(
             rows=table,
@@ -725,5 +731,6 @@ def rank_results(
             status={"n_cases": len(ranking.cases), "n_ok": len(ranking.cases)},
             settings={"methods": ", ".join(labels)},
             ranking=section,
+            comparison=comparison,
         )
     return ranking

@@ -6,6 +6,7 @@ matplotlib and jinja2 are imported only when a report is rendered.
 from medlens.report._html import (
     RankingSection,
     classification_plots,
+    comparison_plot,
     distribution_plot,
     render_report,
     write_report,
@@ -14,6 +15,7 @@ from medlens.report._html import (
 __all__ = [
     "RankingSection",
     "classification_plots",
+    "comparison_plot",
     "distribution_plot",
     "render_report",
     "write_report",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "RankingSection",
     "classification_plots",
+    "comparison_plot",
     "distribution_plot",
     "render_report",
     "write_report",
@@ -190,6 +191,52 @@ def classification_plots(
     return out
 
 
+def comparison_plot(region: str, values: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
+    """Side-by-side box plots of several methods, one panel per metric.
+
+    Parameters
+    ----------
+    region : str
+        Region name (figure title).
+    values : mapping
+        ``{metric: {method: per-case values}}``; non-finite values are left out.
+
+    Returns
+    -------
+    str
+        Base64-encoded PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    metrics = list(values)
+    cols = min(max(len(metrics), 1), 3)
+    rows = math.ceil(max(len(metrics), 1) / cols)
+    n_methods = max((len(v) for v in values.values()), default=1)
+    width = max(3.4, 0.7 * n_methods + 1.5)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.0 * rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, metric in zip(axes.ravel(), metrics, strict=False):
+        methods = list(values[metric])
+        data = []
+        for m in methods:
+            v = np.asarray(values[metric][m], dtype=float)
+            data.append(v[np.isfinite(v)])
+        ax.boxplot([d if d.size else [np.nan] for d in data], widths=0.5, showfliers=False)
+        for i, d in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.12, 0.12, d.size), d, s=8, alpha=0.5)
+        ax.set_xticks(range(1, len(methods) + 1))
+        ax.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)
+        ax.set_title(metric, fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes.ravel()[len(metrics) :]:
+        ax.axis("off")
+    fig.suptitle(region, fontsize=10)
+    return _png(fig)
+
+
 def _rank_plot(samples: Mapping[str, Sequence[float]], order: Sequence[str]) -> str:
     import matplotlib
 
@@ -272,6 +319,7 @@ def render_report(
     n_worst: int = 10,
     extra_plots: Sequence[Mapping[str, str]] = (),
     metric_table: Sequence[Mapping[str, Any]] = (),
+    comparison: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]] | None = None,
 ) -> str:
     """Render the HTML report as a string (see :func:`write_report`)."""
     import jinja2
@@ -294,8 +342,14 @@ def render_report(
         flags.setdefault(r.region, {}).setdefault(r.metric, []).append(
             (r.case, r.region, r.metric) in pen
         )
-    for region, vals in grouped.items():
-        plots.append({"region": region, "png": distribution_plot(region, vals, flags[region])})
+    if comparison is not None:
+        for region, by_metric in comparison.items():
+            plots.append({"region": region, "png": comparison_plot(region, by_metric)})
+    else:
+        for region, vals in grouped.items():
+            plots.append(
+                {"region": region, "png": distribution_plot(region, vals, flags[region])}
+            )
     ranking_ctx = None
     if ranking is not None:
         order = [str(r["method"]) for r in ranking.rows]
@@ -342,7 +396,9 @@ def write_report(path: str | os.PathLike[str], **kwargs: Any) -> Path:
         ``penalised``, ``ranking`` (a :class:`RankingSection`), ``n_worst``,
         ``extra_plots`` (``{"title", "png"}`` mappings, PNG as base64),
         ``metric_table`` (``{"group", "metric", "value", "ci_lower", "ci_upper"}``
-        mappings, for dataset-level metrics such as classification).
+        mappings, for dataset-level metrics such as classification),
+        ``comparison`` (``{region: {metric: {method: values}}}``: methods side by
+        side instead of one distribution plot per region).
 
     Returns
     -------

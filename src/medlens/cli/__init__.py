@@ -57,6 +57,12 @@ app.add_typer(_evaluate_app, name="evaluate")
 from medlens.cli._register import register_command as _register_command  # noqa: E402
 
 app.command("register")(_register_command)
+from medlens.cli._demo import demo as _demo_command  # noqa: E402
+
+app.command("demo")(_demo_command)
+from medlens.cli._seg import app as _seg_app  # noqa: E402
+
+app.add_typer(_seg_app, name="seg")
 
 
 def main(argv: list[str] | None = None) -> int:

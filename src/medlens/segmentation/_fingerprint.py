@@ -1,0 +1,267 @@
+"""Dataset fingerprint: what planning needs to know about a dataset.
+
+Per case: spacing, shape before and after cropping to the non-zero region,
+per-label volumes in ml and a fixed-seed sample of foreground intensities per
+channel. Over the dataset: foreground intensity statistics per channel (mean,
+std, median, min, max, 0.5 and 99.5 percentiles), as nnU-Net's fingerprint
+extractor collects them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medlens.image import Image, reorient
+from medlens.segmentation._dataset import Case, SegmentationDataset, read_case
+
+__all__ = [
+    "CaseFingerprint",
+    "DatasetFingerprint",
+    "IntensityStats",
+    "case_fingerprint",
+    "dataset_fingerprint",
+    "nonzero_bbox",
+]
+
+_SAMPLES_PER_CASE = 10_000
+
+
+@dataclass(frozen=True)
+class IntensityStats:
+    """Foreground intensity statistics of one channel."""
+
+    mean: float
+    std: float
+    median: float
+    min: float
+    max: float
+    percentile_00_5: float
+    percentile_99_5: float
+
+    @classmethod
+    def from_samples(cls, values: np.ndarray) -> IntensityStats:
+        """Statistics of a 1D sample (all NaN for an empty sample).
+
+        Examples
+        --------
+        >>> IntensityStats.from_samples(np.arange(201.0)).percentile_99_5
+        199.0
+        """
+        v = np.asarray(values, dtype=np.float64)
+        if v.size == 0:
+            nan = float("nan")
+            return cls(nan, nan, nan, nan, nan, nan, nan)
+        p = np.percentile(v, [0.5, 50.0, 99.5])
+        return cls(
+            float(v.mean()),
+            float(v.std()),
+            float(p[1]),
+            float(v.min()),
+            float(v.max()),
+            float(p[0]),
+            float(p[2]),
+        )
+
+
+@dataclass(frozen=True)
+class CaseFingerprint:
+    """Fingerprint of one case (array axes after reorientation to RAS)."""
+
+    case_id: str
+    spacing: tuple[float, ...]
+    shape: tuple[int, ...]
+    shape_after_crop: tuple[int, ...]
+    class_volumes_ml: dict[str, float]
+    foreground_samples: tuple[tuple[float, ...], ...]
+
+    @property
+    def relative_size_after_crop(self) -> float:
+        """Voxels kept by the non-zero crop divided by all voxels."""
+        return float(np.prod(self.shape_after_crop) / np.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class DatasetFingerprint:
+    """Fingerprint of a dataset (see module docstring)."""
+
+    name: str
+    channel_names: tuple[str, ...]
+    labels: dict[str, Any]
+    cases: tuple[CaseFingerprint, ...]
+    intensity: tuple[IntensityStats, ...]
+
+    @property
+    def spacings(self) -> np.ndarray:
+        """Spacings, shape (n_cases, n_axes), mm."""
+        return np.array([c.spacing for c in self.cases], dtype=np.float64)
+
+    @property
+    def shapes_after_crop(self) -> np.ndarray:
+        """Shapes after non-zero crop, shape (n_cases, n_axes)."""
+        return np.array([c.shape_after_crop for c in self.cases], dtype=np.float64)
+
+    @property
+    def median_relative_size_after_crop(self) -> float:
+        """Median over cases of the fraction of voxels kept by the crop."""
+        return float(np.median([c.relative_size_after_crop for c in self.cases]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (without the raw intensity samples)."""
+        return {
+            "name": self.name,
+            "channel_names": list(self.channel_names),
+            "labels": {k: list(v) if isinstance(v, tuple) else v for k, v in self.labels.items()},
+            "median_relative_size_after_crop": self.median_relative_size_after_crop,
+            "foreground_intensity_per_channel": [asdict(s) for s in self.intensity],
+            "cases": [
+                {
+                    "case_id": c.case_id,
+                    "spacing": list(c.spacing),
+                    "shape": list(c.shape),
+                    "shape_after_crop": list(c.shape_after_crop),
+                    "class_volumes_ml": c.class_volumes_ml,
+                }
+                for c in self.cases
+            ],
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fingerprint as JSON (atomically)."""
+        from medlens._atomic import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DatasetFingerprint:
+        """Read a fingerprint written by :meth:`save`."""
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        cases = tuple(
+            CaseFingerprint(
+                c["case_id"],
+                tuple(c["spacing"]),
+                tuple(c["shape"]),
+                tuple(c["shape_after_crop"]),
+                dict(c["class_volumes_ml"]),
+                (),
+            )
+            for c in d["cases"]
+        )
+        labels = {k: tuple(v) if isinstance(v, list) else v for k, v in d["labels"].items()}
+        return cls(
+            d["name"],
+            tuple(d["channel_names"]),
+            labels,
+            cases,
+            tuple(IntensityStats(**s) for s in d["foreground_intensity_per_channel"]),
+        )
+
+
+def nonzero_bbox(
+    array: np.ndarray, *, channels: bool = True
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Bounding box ``[start, stop)`` of the non-zero region (holes filled).
+
+    As nnU-Net's crop: a voxel is non-zero if any channel is; holes of that mask
+    are filled; the box of the mask is returned. An all-zero image gives the
+    whole image.
+
+    Examples
+    --------
+    >>> a = np.zeros((1, 5, 6)); a[0, 1:3, 2:5] = 1
+    >>> nonzero_bbox(a)
+    ((1, 2), (3, 5))
+    """
+    mask = np.any(array != 0, axis=0) if channels else array != 0
+    idx = np.nonzero(mask)
+    if idx[0].size == 0:
+        return (0,) * mask.ndim, tuple(mask.shape)
+    return tuple(int(i.min()) for i in idx), tuple(int(i.max()) + 1 for i in idx)
+
+
+def to_ras(image: Image) -> Image:
+    """Reorient to RAS (a permutation/flip of axes; no interpolation)."""
+    return (
+        image if image.orientation == "RAS" or image.spatial_ndim == 2 else reorient(image, "RAS")
+    )
+
+
+def _region_mask(label: np.ndarray, value: int | tuple[int, ...]) -> np.ndarray:
+    if isinstance(value, tuple):
+        return np.isin(label, value)
+    return label == value
+
+
+def case_fingerprint(case: Case, labels: dict[str, Any], *, seed: int = 1234) -> CaseFingerprint:
+    """Fingerprint of one case (see :class:`CaseFingerprint`)."""
+    image, label = read_case(case)
+    image = to_ras(image)
+    assert label is not None
+    label = to_ras(label)
+    arr = np.asarray(image.array)
+    lab = np.asarray(label.array)
+    start, stop = nonzero_bbox(arr)
+    crop_shape = tuple(b - a for a, b in zip(start, stop, strict=True))
+    voxel_ml = float(np.prod(image.spacing)) / 1000.0
+    volumes = {
+        name: float(_region_mask(lab, v).sum() * voxel_ml) for name, v in labels.items() if v != 0
+    }
+    fg = lab > 0
+    rng = np.random.default_rng(seed)
+    samples = []
+    n_fg = int(fg.sum())
+    pick: Any = rng.choice(n_fg, size=min(_SAMPLES_PER_CASE, n_fg), replace=False) if n_fg else []
+    for c in range(arr.shape[0]):
+        vals = arr[c][fg]
+        samples.append(tuple(float(x) for x in vals[pick]))
+    return CaseFingerprint(
+        case.case_id,
+        tuple(float(s) for s in image.spacing),
+        tuple(int(s) for s in image.spatial_shape),
+        crop_shape,
+        volumes,
+        tuple(samples),
+    )
+
+
+def _fp_worker(args: tuple[Case, dict[str, Any], int]) -> CaseFingerprint:
+    return case_fingerprint(args[0], args[1], seed=args[2])
+
+
+def dataset_fingerprint(
+    dataset: SegmentationDataset, *, workers: int | None = None, cases: Sequence[Case] | None = None
+) -> DatasetFingerprint:
+    """Fingerprint every training case, in parallel processes.
+
+    Parameters
+    ----------
+    dataset : SegmentationDataset
+        The dataset.
+    workers : int, optional
+        Worker processes (default: CPU count, at most the number of cases);
+        ``1`` runs in this process.
+    cases : sequence of Case, optional
+        Subset of the training cases.
+    """
+    todo = list(cases if cases is not None else dataset.training)
+    n = max(1, min(workers or (os.cpu_count() or 1), len(todo)))
+    jobs = [(c, dataset.labels, 1234 + i) for i, c in enumerate(todo)]
+    if n == 1:
+        fps = [_fp_worker(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(n) as ex:
+            fps = list(ex.map(_fp_worker, jobs))
+    stats = []
+    for c in range(len(dataset.channel_names)):
+        allv = np.concatenate([np.asarray(f.foreground_samples[c]) for f in fps])
+        stats.append(IntensityStats.from_samples(allv))
+    return DatasetFingerprint(
+        dataset.name, dataset.channel_names, dict(dataset.labels), tuple(fps), tuple(stats)
+    )

@@ -1,0 +1,235 @@
+"""Segmentation networks: a configurable U-Net and a MedNeXt-style variant.
+
+Both are plain :class:`torch.nn.Module` objects built from one frozen
+:class:`NetworkConfig`; no subclass per setting. This module imports torch and is
+only loaded on demand (``import medlens.segmentation`` does not load it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from medlens.segmentation._config import NetworkConfig
+
+__all__ = ["MedNeXt", "NetworkConfig", "UNet", "build_network", "count_parameters"]
+
+
+def _conv(d: int) -> Any:
+    return nn.Conv3d if d == 3 else nn.Conv2d
+
+
+def _convT(d: int) -> Any:
+    return nn.ConvTranspose3d if d == 3 else nn.ConvTranspose2d
+
+
+def _inorm(d: int, c: int) -> nn.Module:
+    cls = nn.InstanceNorm3d if d == 3 else nn.InstanceNorm2d
+    return cls(c, eps=1e-5, affine=True)
+
+
+class _ConvBlock(nn.Sequential):
+    """Conv -> instance norm -> leaky ReLU (nnU-Net's ConvDropoutNormReLU)."""
+
+    def __init__(self, d: int, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int]):
+        pad = tuple(k // 2 for k in kernel)
+        super().__init__(
+            _conv(d)(cin, cout, tuple(kernel), tuple(stride), pad, bias=True),
+            _inorm(d, cout),
+            nn.LeakyReLU(0.01, inplace=True),
+        )
+
+
+class _MedNeXtBlock(nn.Module):
+    """Depthwise conv -> GroupNorm -> 1x1 expand -> GELU -> 1x1 project, residual."""
+
+    def __init__(
+        self,
+        d: int,
+        cin: int,
+        cout: int,
+        kernel: Sequence[int],
+        stride: Sequence[int],
+        expansion: int,
+        up: bool = False,
+    ) -> None:
+        super().__init__()
+        pad = tuple(k // 2 for k in kernel)
+        self.up = up
+        strided = any(s > 1 for s in stride)
+        if up and strided:
+            # transposed depthwise conv with kernel == stride doubles the grid
+            self.dw: nn.Module = _convT(d)(cin, cin, tuple(stride), tuple(stride), groups=cin)
+        else:
+            self.dw = _conv(d)(cin, cin, tuple(kernel), tuple(stride), pad, groups=cin)
+        self.norm = nn.GroupNorm(cin, cin)
+        self.expand = _conv(d)(cin, expansion * cin, 1)
+        self.act = nn.GELU()
+        self.project = _conv(d)(expansion * cin, cout, 1)
+        self.res: nn.Module | None = None
+        if strided or cin != cout:
+            if up and strided:
+                self.res = _convT(d)(cin, cout, tuple(stride), tuple(stride))
+            else:
+                self.res = _conv(d)(cin, cout, 1, tuple(stride))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.act(self.expand(self.norm(self.dw(x)))))
+        return y + (x if self.res is None else self.res(x))
+
+
+class UNet(nn.Module):
+    """Plain-convolution U-Net in nnU-Net's layout, from a :class:`NetworkConfig`.
+
+    Encoder stage *s*: one conv with stride ``strides[s]`` then
+    ``convs_per_stage - 1`` convs (each conv, instance norm, leaky ReLU 0.01).
+    Decoder: transposed conv (kernel = stride), concatenation with the skip,
+    ``convs_per_stage`` convs, and a 1x1 segmentation head per decoder stage for
+    deep supervision.
+    """
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, f = config.spatial_dims, config.features
+        self.encoder = nn.ModuleList()
+        cin = config.in_channels
+        for s, cout in enumerate(f):
+            k, st = config.kernel_sizes[s], config.strides[s]
+            blocks = [_ConvBlock(d, cin, cout, k, st)]
+            blocks += [
+                _ConvBlock(d, cout, cout, k, (1,) * d) for _ in range(config.convs_per_stage - 1)
+            ]
+            self.encoder.append(nn.Sequential(*blocks))
+            cin = cout
+        self.ups = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        self.heads = nn.ModuleList()
+        for s in range(len(f) - 1, 0, -1):
+            st = config.strides[s]
+            self.ups.append(_convT(d)(f[s], f[s - 1], tuple(st), tuple(st), bias=True))
+            k = config.kernel_sizes[s - 1]
+            blocks = [_ConvBlock(d, 2 * f[s - 1], f[s - 1], k, (1,) * d)]
+            blocks += [
+                _ConvBlock(d, f[s - 1], f[s - 1], k, (1,) * d)
+                for _ in range(config.convs_per_stage - 1)
+            ]
+            self.decoder.append(nn.Sequential(*blocks))
+            self.heads.append(_conv(d)(f[s - 1], config.out_channels, 1))
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Logits; a list (full resolution first) when deep-supervising in training."""
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        x = skips[-1]
+        outs = []
+        for i, (up, dec, head) in enumerate(zip(self.ups, self.decoder, self.heads, strict=True)):
+            x = up(x)
+            x = dec(torch.cat([x, skips[-2 - i]], dim=1))
+            if self.training and self.config.deep_supervision:
+                outs.append(head(x))
+            elif i == len(self.ups) - 1:
+                outs.append(head(x))
+        if self.training and self.config.deep_supervision:
+            return outs[::-1]
+        return outs[-1]
+
+
+class MedNeXt(nn.Module):
+    """MedNeXt-style U-Net: ConvNeXt blocks with residual down- and up-sampling.
+
+    Each stage holds ``convs_per_stage`` MedNeXt blocks (depthwise
+    ``mednext_kernel`` conv, GroupNorm, 1x1 expansion by ``mednext_expansion``,
+    GELU, 1x1 projection, residual); resolution changes are strided MedNeXt blocks
+    with a 1x1 (transposed) residual path. Skips are added, not concatenated,
+    as in Roy et al., MICCAI 2023.
+    """
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, f, e = config.spatial_dims, config.features, config.mednext_expansion
+        kk = [
+            tuple(config.mednext_kernel if k > 1 else 1 for k in ks) for ks in config.kernel_sizes
+        ]
+        self.stem = _conv(d)(config.in_channels, f[0], 1)
+        self.enc = nn.ModuleList()
+        self.down = nn.ModuleList()
+        for s in range(len(f)):
+            if s > 0:
+                self.down.append(_MedNeXtBlock(d, f[s - 1], f[s], kk[s], config.strides[s], e))
+            self.enc.append(
+                nn.Sequential(
+                    *[
+                        _MedNeXtBlock(d, f[s], f[s], kk[s], (1,) * d, e)
+                        for _ in range(config.convs_per_stage)
+                    ]
+                )
+            )
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        self.heads = nn.ModuleList()
+        for s in range(len(f) - 1, 0, -1):
+            self.up.append(_MedNeXtBlock(d, f[s], f[s - 1], kk[s], config.strides[s], e, up=True))
+            self.dec.append(
+                nn.Sequential(
+                    *[
+                        _MedNeXtBlock(d, f[s - 1], f[s - 1], kk[s - 1], (1,) * d, e)
+                        for _ in range(config.convs_per_stage)
+                    ]
+                )
+            )
+            self.heads.append(_conv(d)(f[s - 1], config.out_channels, 1))
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Logits; a list (full resolution first) when deep-supervising in training."""
+        x = self.stem(x)
+        skips = []
+        for s, stage in enumerate(self.enc):
+            if s > 0:
+                x = self.down[s - 1](x)
+            x = stage(x)
+            skips.append(x)
+        outs = []
+        for i, (up, dec, head) in enumerate(zip(self.up, self.dec, self.heads, strict=True)):
+            x = dec(up(x) + skips[-2 - i])
+            if (self.training and self.config.deep_supervision) or i == len(self.up) - 1:
+                outs.append(head(x))
+        if self.training and self.config.deep_supervision:
+            return outs[::-1]
+        return outs[-1]
+
+
+def _init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d | nn.ConvTranspose3d):
+            nn.init.kaiming_normal_(m.weight, a=0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_network(config: NetworkConfig) -> nn.Module:
+    """Build the network a config describes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = build_network(NetworkConfig(3, 1, 2, features=(4, 8))).eval()
+    >>> net(torch.zeros(1, 1, 8, 8, 8)).shape
+    torch.Size([1, 2, 8, 8, 8])
+    """
+    if config.architecture == "mednext":
+        return MedNeXt(config)
+    return UNet(config)
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

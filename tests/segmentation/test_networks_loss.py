@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+
+from medlens.segmentation import NetworkConfig
+from medlens.segmentation._loss import (
+    DeepSupervisionLoss,
+    DiceCELoss,
+    deep_supervision_weights,
+    soft_dice,
+)
+from medlens.segmentation._networks import build_network, count_parameters
+
+
+@pytest.mark.parametrize("arch", ["unet", "mednext"])
+def test_output_shapes_3d(arch):
+    cfg = NetworkConfig(
+        3,
+        2,
+        4,
+        features=(4, 8, 16),
+        strides=((1, 1, 1), (2, 2, 1), (2, 2, 2)),
+        kernel_sizes=((3, 3, 1), (3, 3, 3), (3, 3, 3)),
+        architecture=arch,
+    )
+    net = build_network(cfg)
+    x = torch.zeros(2, 2, 16, 16, 8)
+    outs = net.train()(x)
+    assert [tuple(o.shape) for o in outs] == [(2, 4, 16, 16, 8), (2, 4, 8, 8, 8)]
+    assert tuple(net.eval()(x).shape) == (2, 4, 16, 16, 8)
+    assert cfg.divisor == (4, 4, 2)
+    assert count_parameters(net) > 0
+
+
+@pytest.mark.parametrize("arch", ["unet", "mednext"])
+def test_output_shapes_2d(arch):
+    cfg = NetworkConfig(2, 1, 3, features=(4, 8, 16, 16), architecture=arch)
+    net = build_network(cfg).train()
+    outs = net(torch.zeros(1, 1, 32, 24))
+    assert [tuple(o.shape[2:]) for o in outs] == [(32, 24), (16, 12), (8, 6)]
+
+
+def test_config_roundtrip_and_errors():
+    cfg = NetworkConfig(3, 1, 2, features=(4, 8))
+    assert NetworkConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="spatial_dims"):
+        NetworkConfig(4, 1, 2)
+    with pytest.raises(ValueError, match="one entry per stage"):
+        NetworkConfig(3, 1, 2, features=(4, 8), strides=((1, 1, 1),))
+
+
+def test_soft_dice_hand_case():
+    p = torch.tensor([[[0.8, 0.6, 0.0, 0.2]]])
+    t = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
+    # tp = 1.4, fp = 0.2, fn = 0.6 -> 2.8 / (2.8 + 0.8)
+    assert float(soft_dice(p, t, smooth=0.0)) == pytest.approx(2.8 / 3.6, rel=1e-6)
+
+
+def test_dice_ce_hand_case():
+    # two voxels, two classes, logits chosen so softmax = (0.5, 0.5) everywhere
+    logits = torch.zeros(1, 2, 2)
+    target = torch.tensor([[[1, 0]]])
+    loss = DiceCELoss(smooth=0.0)(logits, target)
+    # CE = ln 2; foreground dice: tp 0.5, fp 0.5, fn 0.5 -> 1/2
+    assert float(loss) == pytest.approx(math.log(2) + 0.5, rel=1e-6)
+
+
+def test_region_loss_hand_case():
+    logits = torch.zeros(1, 1, 2)  # sigmoid 0.5
+    target = torch.tensor([[[1, 0]]])
+    loss = DiceCELoss(region_based=True, smooth=0.0)(logits, target)
+    assert float(loss) == pytest.approx(math.log(2) + 0.5, rel=1e-6)
+
+
+def test_perfect_prediction_loss_near_zero():
+    target = torch.tensor([[[[0, 1], [2, 1]]]])
+    logits = torch.nn.functional.one_hot(target[:, 0], 3).movedim(-1, 1).float() * 50
+    assert float(DiceCELoss()(logits, target)) < 1e-6
+
+
+def test_deep_supervision_weights_and_downsampled_targets():
+    w = deep_supervision_weights(3)
+    assert w == pytest.approx([2 / 3, 1 / 3, 0.0])
+    loss = DeepSupervisionLoss(DiceCELoss())
+    target = torch.zeros(1, 1, 8, 8, dtype=torch.long)
+    target[..., :4, :] = 1
+    outs = [torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 2, 2)]
+    single = DiceCELoss()(outs[0], target)
+    # equal-probability logits give the same loss at every scale here
+    assert float(loss(outs, target)) == pytest.approx(float(single), rel=1e-6)

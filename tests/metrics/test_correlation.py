@@ -48,3 +48,22 @@ def test_degenerate_inputs_are_nan() -> None:
             f([1.0, 2.0], [1.0])
         with pytest.raises(ValueError, match="NaN"):
             f([1.0, np.nan], [1.0, 2.0])
+
+
+def test_logistic_plcc() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-3, 3, 200)
+    mos = 1 + 4 / (1 + np.exp(-1.7 * (x - 0.3)))  # a saturating, monotone relation
+    noisy = mos + rng.normal(scale=0.05, size=x.size)
+    linear = mm.pearson_correlation(noisy, x)
+    fitted = mm.pearson_correlation(noisy, x, logistic=True)
+    assert fitted > linear and fitted > 0.99
+    # the fitted curve recovers the generating one
+    np.testing.assert_allclose(mm.logistic_mapping(mos, x), mos, atol=1e-6)
+    # the mapping is monotone, so SRCC and KRCC are unchanged by it
+    mapped = mm.logistic_mapping(noisy, x)
+    assert mm.spearman_correlation(noisy, mapped) == pytest.approx(
+        mm.spearman_correlation(noisy, x)
+    )
+    with pytest.raises(ValueError, match="non-constant"):
+        mm.logistic_mapping([1.0, 1.0], [1.0, 2.0])

@@ -27,6 +27,7 @@ from medlens.metrics._classification import (
 )
 from medlens.metrics._correlation import (
     kendall_correlation,
+    logistic_mapping,
     pearson_correlation,
     spearman_correlation,
 )
@@ -184,6 +185,7 @@ __all__ = [  # noqa: RUF022 (grouped by module, sorted within each group)
     "synthrad2023_image_metrics",
     # correlation (_correlation)
     "kendall_correlation",
+    "logistic_mapping",
     "pearson_correlation",
     "spearman_correlation",
     # registration (_registration)

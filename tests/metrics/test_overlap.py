@@ -115,3 +115,22 @@ def test_overlap_from_counts_and_errors():
         volume(np.zeros((2, 2)), spacing=(1.0,))
     with pytest.raises(TypeError, match="dtype"):
         dice(np.array(["a"]), np.array(["b"]))
+
+
+def test_memory_layouts_give_the_same_counts(rng):
+    from medlens.metrics._seg_utils import nonzero_bbox
+
+    ref = np.zeros((20, 16, 12), dtype=bool)
+    ref[3:9, 4:12, 2:5] = rng.random((6, 8, 3)) > 0.2
+    pred = np.roll(ref, 2, axis=1)
+    want = confusion_counts(ref, pred)
+    box = nonzero_bbox(ref)
+    fortran = np.asfortranarray(ref)
+    assert nonzero_bbox(fortran) == box
+    assert confusion_counts(fortran, np.asfortranarray(pred)) == want
+    big = np.zeros((20, 32, 12), dtype=bool)
+    big[:, ::2] = ref
+    strided = big[:, ::2]  # neither C- nor F-contiguous
+    assert nonzero_bbox(strided) == box
+    assert confusion_counts(strided, pred) == want
+    assert nonzero_bbox(np.zeros((3, 4, 5), order="F")) is None

@@ -384,3 +384,13 @@ def test_thin_functions_equal_surface_metrics(rng, shapes):
             assert average_symmetric_surface_distance(ref, pred, **kw) == m.assd
             assert mean_average_surface_distance(ref, pred, **kw) == m.masd
             assert normalized_surface_distance(ref, pred, tolerance=1.5, **kw) == m.nsd[0]
+
+
+def test_fortran_ordered_inputs(rng, shapes):
+    # nibabel returns Fortran-ordered arrays; results must not depend on the layout
+    a = shapes.blob(rng, (18, 20, 12))
+    b = shapes.blob(rng, (18, 20, 12))
+    sp = (0.7, 1.1, 2.2)
+    for method in METHODS:
+        want = _metrics(a, b, sp, method)
+        assert _metrics(np.asfortranarray(a), np.asfortranarray(b), sp, method) == want

@@ -203,6 +203,11 @@ def nonzero_bbox(arr: NDArray[np.generic]) -> BoundingBox | None:
     """
     if arr.size == 0:
         return None
+    if arr.ndim > 1 and not arr.flags.c_contiguous:
+        if arr.flags.f_contiguous:  # e.g. nibabel arrays: work on the C-ordered transpose
+            box_t = nonzero_bbox(arr.T)
+            return None if box_t is None else box_t[::-1]
+        return _nonzero_bbox_strided(arr)
     rows = np.flatnonzero(_nonzero_rows(arr))
     if rows.size == 0:
         return None
@@ -215,6 +220,18 @@ def nonzero_bbox(arr: NDArray[np.generic]) -> BoundingBox | None:
     for ax in range(proj.ndim):
         other = tuple(a for a in range(proj.ndim) if a != ax)
         line = np.flatnonzero(np.any(proj, axis=other) if other else proj)
+        box.append((int(line[0]), int(line[-1]) + 1))
+    return tuple(box)
+
+
+def _nonzero_bbox_strided(arr: NDArray[np.generic]) -> BoundingBox | None:
+    """Bounding box of an arbitrarily strided array, without copying it."""
+    box: list[tuple[int, int]] = []
+    for ax in range(arr.ndim):
+        other = tuple(a for a in range(arr.ndim) if a != ax)
+        line = np.flatnonzero(np.any(arr, axis=other))
+        if line.size == 0:
+            return None
         box.append((int(line[0]), int(line[-1]) + 1))
     return tuple(box)
 

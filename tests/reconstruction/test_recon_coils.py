@@ -1,0 +1,107 @@
+"""Coil-map estimation: ESPIRiT against SigPy, Walsh and low-resolution maps against truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medlens.reconstruction import (
+    SimulatedKspace,
+    espirit_maps,
+    lowres_maps,
+    rss,
+    simulate_kspace,
+    walsh_maps,
+)
+from medlens.reconstruction._coils import _centred_ifft_interp, _resize_centre
+
+
+def _phase_free_agreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|<a, b>| per pixel over coils (1 means equal up to a common phase)."""
+    return np.abs(np.sum(a * np.conj(b), axis=0))
+
+
+def test_rss() -> None:
+    x = np.array([[3.0, 0.0], [4.0j, 1.0]])
+    np.testing.assert_allclose(rss(x), [5.0, 1.0])
+    np.testing.assert_allclose(rss(x, axis=1), [3.0, np.sqrt(17.0)])
+
+
+def test_fourier_interpolation_matches_direct_ifft() -> None:
+    rng = np.random.default_rng(0)
+    spec = rng.normal(size=(6, 7, 2)) + 1j * rng.normal(size=(6, 7, 2))
+    for shape in ((16, 16), (17, 20), (15, 9)):
+        direct = np.fft.fftshift(
+            np.fft.ifft2(
+                np.fft.ifftshift(_resize_centre(np.moveaxis(spec, -1, 0), shape), axes=(-2, -1)),
+                norm="ortho",
+            ),
+            axes=(-2, -1),
+        )
+        np.testing.assert_allclose(
+            np.moveaxis(_centred_ifft_interp(spec, shape), -1, 0), direct, rtol=1e-5, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("size", [64, 51])
+def test_espirit_matches_sigpy(size: int, make_phantom) -> None:
+    mr = pytest.importorskip("sigpy.mri")
+    sim = simulate_kspace(make_phantom(size), coils=6, acs=16, noise=0.002, seed=1)
+    ksp = sim.kspace[0]
+    theirs = mr.app.EspiritCalib(ksp, calib_width=16, show_pbar=False).run()
+    ours, eig = espirit_maps(ksp, calib=16, return_eigenvalues=True)
+    support_t = np.abs(theirs).sum(0) > 0
+    support_o = np.abs(ours).sum(0) > 0
+    # the crop decision can differ only where the eigenvalue is within rounding of 0.95
+    differ = support_t != support_o
+    assert np.all(np.abs(eig[differ] - 0.95) < 5e-3)
+    both = support_t & support_o
+    assert both.sum() > 0.3 * both.size
+    np.testing.assert_allclose(ours[:, both], theirs[:, both], atol=2e-4)
+
+
+def test_espirit_fast_path_equals_exact(sim8: SimulatedKspace) -> None:
+    ksp = sim8.kspace[0]
+    fast, e_fast = espirit_maps(ksp, calib=16, return_eigenvalues=True)
+    exact, e_exact = espirit_maps(ksp, calib=16, return_eigenvalues=True, eig_stride=1)
+    np.testing.assert_allclose(e_fast, e_exact, atol=5e-3)
+    inside = e_exact > 0.9
+    np.testing.assert_allclose(e_fast[inside], e_exact[inside], atol=2e-4)
+    both = (np.abs(fast).sum(0) > 0) & (np.abs(exact).sum(0) > 0)
+    np.testing.assert_allclose(fast[:, both], exact[:, both], atol=2e-4)
+
+
+def test_espirit_recovers_true_maps(sim8: SimulatedKspace) -> None:
+    maps = espirit_maps(sim8.kspace[0], calib=16)
+    obj = sim8.target[0] > 0.2
+    agree = _phase_free_agreement(maps, sim8.maps)[obj]
+    assert np.percentile(agree, 5) > 0.99
+    norms = np.sum(np.abs(maps) ** 2, axis=0)
+    np.testing.assert_allclose(norms[norms > 0], 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("estimator", [lowres_maps, walsh_maps])
+def test_simple_estimators_recover_true_maps(sim8: SimulatedKspace, estimator) -> None:
+    maps = estimator(sim8.kspace[0], calib=16)
+    obj = sim8.target[0] > 0.2
+    agree = _phase_free_agreement(maps, sim8.maps)[obj]
+    assert np.median(agree) > 0.97
+    norms = np.sum(np.abs(maps) ** 2, axis=0)
+    np.testing.assert_allclose(norms[norms > 0], 1.0, atol=1e-4)
+
+
+def test_maps_phase_relative_to_first_coil(sim8: SimulatedKspace) -> None:
+    for maps in (espirit_maps(sim8.kspace[0], calib=16), lowres_maps(sim8.kspace[0], calib=16)):
+        first = maps[0][np.abs(maps[0]) > 1e-3]
+        np.testing.assert_allclose(first.imag, 0, atol=1e-5)
+        assert np.all(first.real > 0)
+
+
+def test_errors(sim8: SimulatedKspace) -> None:
+    under = sim8.masked_kspace[0]
+    with pytest.raises(ValueError, match="unsampled"):
+        espirit_maps(under, calib=40)
+    with pytest.raises(ValueError, match="shape"):
+        espirit_maps(under[0])
+    with pytest.raises(ValueError, match="smaller than kernel"):
+        espirit_maps(under, calib=4, kernel_size=6)

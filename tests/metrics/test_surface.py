@@ -394,3 +394,15 @@ def test_fortran_ordered_inputs(rng, shapes):
     for method in METHODS:
         want = _metrics(a, b, sp, method)
         assert _metrics(np.asfortranarray(a), np.asfortranarray(b), sp, method) == want
+
+
+@pytest.mark.parametrize(("seed", "shape", "spacing"), CASES[:3])
+def test_surfel_nsd_equals_monai_subvoxels(seed, shape, spacing, shapes, monai_metrics):
+    ref, pred = _pair(seed, shape, shapes)
+    for tol in (1.0, 2.0):
+        kw = {"class_thresholds": [tol], "spacing": spacing, "use_subvoxels": True}
+        want = monai_metrics.call("compute_surface_dice", ref, pred, **kw)
+        got = normalized_surface_distance(
+            ref, pred, spacing=spacing, method="surfel", tolerance=tol
+        )
+        np.testing.assert_allclose(got, want, rtol=RTOL)

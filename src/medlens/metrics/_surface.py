@@ -852,7 +852,8 @@ def normalized_surface_distance(
 
     The weighted fraction of both surfaces lying within ``tolerance`` of the other surface.
     ``method="surfel"`` equals DeepMind ``compute_surface_dice_at_tolerance`` (the KiTS21
-    official "SD"); ``method="border"`` equals MONAI ``compute_surface_dice`` (voxel counts,
+    official "SD") and MONAI ``compute_surface_dice(use_subvoxels=True)``;
+    ``method="border"`` equals MONAI ``compute_surface_dice`` (voxel counts, the default
     ``use_subvoxels=False``). Both empty gives 1.0 and exactly one empty gives 0.0.
 
     Parameters

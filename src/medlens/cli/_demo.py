@@ -71,7 +71,7 @@ def otsu_brain_baseline(
     from skimage.filters import threshold_otsu
 
     a = np.asarray(array, dtype=np.float32)
-    t = threshold_otsu(a[a > 0]) if np.any(a > 0) else 0.0
+    t = threshold_otsu(a)
     mask = a > t
     se = _ellipsoid(radius_mm, spacing)
     opened = ndimage.binary_erosion(mask, se)
@@ -241,11 +241,10 @@ def run_demo(
     from medlens.io import read_image, write_image
     from medlens.segmentation import (
         dataset_fingerprint,
-        plan_experiment,
         preprocess_dataset,
         read_dataset,
     )
-    from medlens.segmentation._calibrate import calibrate
+    from medlens.segmentation._calibrate import calibrate, plan_with_verification
     from medlens.segmentation._predict import load_predictor
     from medlens.segmentation._train import TrainConfig, train
 
@@ -281,14 +280,15 @@ def run_demo(
     reserve = 45.0 + 15.0 * len(ds.test)
     train_budget = max(30.0, time_budget_s - (t - t0) - reserve)
     # the preprocessing and the per-epoch validation come out of the plan's own reserve
-    plans = plan_experiment(
+    plans = plan_with_verification(
         fp,
+        cal,
         time_budget_s=train_budget,
-        calibration=cal,
         reserve_fraction=0.1,
         min_iterations=min_iterations,
     )
     plans.save(outp / "plans.json")
+    t = lap("plan (with a timed check of the chosen configuration)", t)
     if progress:
         for line in plans.explain:
             console.print(f"  {line}", highlight=False)
@@ -305,6 +305,23 @@ def run_demo(
     )
     t = lap("train", t)
     predictor = load_predictor(model_dir)
+    # connected-component post-processing, decided as nnU-Net does from labelled
+    # cases; with a single training subject there is no cross-validation, so the
+    # decision uses the training subject itself (said so in the report)
+    from medlens.segmentation._dataset import read_case as _read_case
+    from medlens.segmentation._postprocess import largest_component_rules
+
+    pairs = []
+    for c in sds.training:
+        im, lb = _read_case(c)
+        assert lb is not None
+        pairs.append((np.asarray(lb.array), np.asarray(predictor.predict(im)[0].array)))
+    rules = largest_component_rules(pairs, dict(plans.labels))
+    from medlens._atomic import atomic_write_json as _ajson
+
+    _ajson(model_dir / "postprocessing.json", {**rules, "decided_on": "training cases (no CV)"})
+    predictor = load_predictor(model_dir)
+    t = lap("post-processing decision", t)
     pred_dir = outp / "predictions"
     ref_dir = outp / "references"
     pred_dir.mkdir(exist_ok=True)
@@ -398,6 +415,9 @@ def run_demo(
             f"configuration {cfg.name}: spacing {cfg.spacing} mm, patch {cfg.patch_size}, features "
             f"{list(cfg.network.features)}; the plan chose these to fit the time budget "
             f"({time_budget_s:.0f} s) on this machine's measured speed.",
+            "Post-processing (keep the largest connected component) was decided on the training "
+            f"subject's own prediction, since one subject allows no cross-validation: "
+            f"{rules['keep_largest_component']}.",
         ]
     else:
         headline = (

@@ -82,19 +82,18 @@ def plan(
     fp = dataset_fingerprint(ds, workers=workers)
     work.mkdir(parents=True, exist_ok=True)
     fp.save(work / "fingerprint.json")
-    cal = Calibration.default()
+    kw: dict[str, Any] = {
+        "time_budget_s": parse_duration(time_budget) if time_budget else None,
+        "memory_budget_gb": parse_size(memory_budget),
+        "architecture": architecture,
+        "regions_class_order": ds.regions_class_order,
+    }
     if calibrate_speed and time_budget is not None:
-        from medlens.segmentation._calibrate import calibrate
+        from medlens.segmentation._calibrate import calibrate, plan_with_verification
 
-        cal = calibrate()
-    plans = plan_experiment(
-        fp,
-        time_budget_s=parse_duration(time_budget) if time_budget else None,
-        memory_budget_gb=parse_size(memory_budget),
-        calibration=cal,
-        architecture=architecture,
-        regions_class_order=ds.regions_class_order,
-    )
+        plans = plan_with_verification(fp, calibrate(), **kw)
+    else:
+        plans = plan_experiment(fp, calibration=Calibration.default(), **kw)
     plans.save(work / "plans.json")
     console.print(
         f"plans: {work / 'plans.json'} (default configuration {plans.default_configuration})"
@@ -192,10 +191,14 @@ def train_cmd(
 
 def _group_inputs(inp: Path) -> list[tuple[str, list[Path]]]:
     """Cases of an input: a file, a DICOM folder, or a folder of CASE_XXXX files."""
+    import re
+
     from medlens._atomic import full_suffix
 
     if inp.is_file():
-        return [(inp.name[: -len(full_suffix(inp))] if full_suffix(inp) else inp.name, [inp])]
+        stem = inp.name[: -len(full_suffix(inp))] if full_suffix(inp) else inp.name
+        m0 = re.match(r"^(.+)_(\d{4})$", stem)
+        return [(m0.group(1) if m0 else stem, [inp])]
     files = sorted(p for p in inp.iterdir() if p.is_file() and not p.name.startswith("."))
     imgs = [
         p for p in files if full_suffix(p) in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
@@ -203,8 +206,6 @@ def _group_inputs(inp: Path) -> list[tuple[str, list[Path]]]:
     if not imgs:
         return [(inp.name, [inp])]  # a DICOM series folder
     groups: dict[str, list[Path]] = {}
-    import re
-
     for p in imgs:
         stem = p.name[: -len(full_suffix(p))]
         m = re.match(r"^(.+)_(\d{4})$", stem)
@@ -241,7 +242,8 @@ def predict(
 
     pred = load_predictor(model, folds=folds.split(",") if folds else None, threads=threads)
     cases = _group_inputs(input_path)
-    single = len(cases) == 1 and not (output.exists() and output.is_dir())
+    # one output file for a file or a DICOM-series folder; a folder for a folder of images
+    single = len(cases) == 1 and cases[0][1][0] == input_path and not output.is_dir()
     for case_id, paths in cases:
         parts = [read_image(p) for p in paths]
         img = (

@@ -250,6 +250,8 @@ def load_predictor(
     plans = Plans.load(root / "plans.json")
     if threads:
         torch.set_num_threads(threads)
+    elif plans.calibration.measurements:
+        torch.set_num_threads(plans.calibration.threads)
     if folds is None:
         fdirs = sorted(p for p in root.glob("fold_*") if (p / checkpoint).exists())
     else:

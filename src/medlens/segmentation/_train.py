@@ -74,7 +74,8 @@ class TrainConfig:
     num_workers : int, optional
         Data-loading processes (default: 1 on 2 cores, else cores // 2).
     threads : int, optional
-        ``torch.set_num_threads`` (default: the cores this process may use).
+        ``torch.set_num_threads`` (default: the plan's calibrated thread count,
+        else the cores this process may use, divided among DDP ranks).
     validation_batches : int
         Batches of validation patches per epoch for the pseudo-Dice.
     seed : int
@@ -456,7 +457,12 @@ def train(
             dist_mod.init_process_group("gloo")
         dist = dist_mod
     cores = available_cores()
-    threads = tcfg.threads or max(1, cores // world)
+    if tcfg.threads:
+        threads = tcfg.threads
+    elif plans.calibration.measurements:  # measured: use the faster thread count
+        threads = max(1, plans.calibration.threads // world)
+    else:
+        threads = max(1, cores // world)
     torch.set_num_threads(threads)
     workers = (
         tcfg.num_workers

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+
+from medlens.image import Image
+from medlens.io import read_image, write_image
+from medlens.segmentation import preprocess_dataset
+from medlens.segmentation._predict import Predictor, apply_postprocessing, load_predictor
+from medlens.segmentation._train import TrainConfig, train
+
+from .conftest import make_case, tiny_plans, write_dataset
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("model")
+    root = write_dataset(tmp / "D", n=2)
+    ds, plans = tiny_plans(root, iterations=2)
+    pre = preprocess_dataset(ds, plans, tmp / "pre", workers=1, progress=False)
+    train(pre, plans, tmp / "model", config=TrainConfig(num_workers=0, threads=1), progress=False)
+    return tmp / "model"
+
+
+def _rotated_affine():
+    c, s = np.cos(0.3), np.sin(0.3)
+    rot = np.array([[-c, -s, 0], [s, -c, 0], [0, 0, 1.0]])  # LPS-ish, rotated about S
+    aff = np.eye(4)
+    aff[:3, :3] = rot @ np.diag([0.9, 1.1, 2.0])
+    aff[:3, 3] = [10.0, -20.0, 5.0]
+    return aff
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_prediction_keeps_input_geometry(model_dir, tmp_path, suffix):
+    pred = load_predictor(model_dir, threads=1)
+    img, _ = make_case(np.random.default_rng(3), shape=(20, 26, 10))
+    img = Image(np.asarray(img.array), _rotated_affine())
+    path = tmp_path / f"in{suffix}"
+    write_image(img, path)
+    src = read_image(path)
+    lab, probs = pred.predict(src, mirror=False, return_probabilities=True)
+    assert lab.spatial_shape == src.spatial_shape
+    np.testing.assert_allclose(lab.affine, src.affine, atol=1e-6)
+    assert set(np.unique(lab.array)) <= {0, 1, 2}
+    assert (
+        probs is not None and probs.dtype == np.float16 and probs.shape == (3, *src.spatial_shape)
+    )
+    np.testing.assert_allclose(probs.astype(np.float32).sum(0), 1.0, atol=2e-3)
+    out = tmp_path / f"out{suffix}"
+    write_image(lab, out)
+    back = read_image(out)
+    assert back.spatial_shape == src.spatial_shape
+    np.testing.assert_allclose(back.affine, src.affine, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(back.array), np.asarray(lab.array))
+
+
+def test_to_input_grid_on_same_grid_is_argmax(model_dir):
+    pred = load_predictor(model_dir)
+    rng = np.random.default_rng(0)
+    p = rng.random((3, 6, 5, 4)).astype(np.float32)
+    p /= p.sum(0)
+    aff = np.diag([1.5, 1.0, 2.0, 1.0])
+    lab, probs = pred.to_input_grid(
+        Image(p, aff, channels=True),
+        Image(np.zeros((6, 5, 4)), aff),
+        return_probabilities=True,
+        slab=3,
+    )
+    np.testing.assert_array_equal(lab.array, np.argmax(p, 0))
+    np.testing.assert_allclose(probs, p, atol=1e-3)
+
+
+def test_region_outputs_follow_class_order(tmp_path):
+    root = write_dataset(tmp_path / "R", n=2, regions=True)
+    _ds, plans = tiny_plans(root, iterations=1)
+    pr = Predictor(plans, plans.configurations["tiny"], [], [], {})
+    probs = np.zeros((2, 4, 1, 1), np.float32)
+    probs[0, 1:] = 0.9  # whole tumour
+    probs[1, 2:] = 0.8  # core
+    aff = np.eye(4)
+    lab, _ = pr.to_input_grid(Image(probs, aff, channels=True), Image(np.zeros((4, 1, 1)), aff))
+    assert lab.array[:, 0, 0].tolist() == [0, 1, 2, 2]
+
+
+def test_postprocessing_keeps_largest_component(tmp_path):
+    root = write_dataset(tmp_path / "P", n=2)
+    _, plans = tiny_plans(root, iterations=1)
+    lab = np.zeros((10, 10, 3), np.uint8)
+    lab[1:5, 1:5, :] = 1
+    lab[8, 8, 1] = 1
+    lab[7, 1, 1] = 2
+    out = apply_postprocessing(lab, plans, {"outer": True, "core": False})
+    assert out[8, 8, 1] == 0 and out[2, 2, 1] == 1 and out[7, 1, 1] == 2
+
+
+def test_fold_ensemble_averages_networks(model_dir):
+    pred = load_predictor(model_dir)
+    single = pred.predict_logits(
+        np.random.default_rng(1).normal(size=(1, 16, 16, 8)).astype(np.float32), mirror=False
+    )
+    pred2 = Predictor(pred.plans, pred.configuration, pred.networks * 2, ["a", "b"], {})
+    double = pred2.predict_logits(
+        np.random.default_rng(1).normal(size=(1, 16, 16, 8)).astype(np.float32), mirror=False
+    )
+    torch.testing.assert_close(single, double, rtol=1e-5, atol=1e-6)

@@ -92,22 +92,29 @@ def _triangle_normals_3d() -> NDArray[np.float64]:
     """
     from skimage.measure import marching_cubes  # lazy: only the surfel method needs it
 
-    per_code: list[NDArray[np.float64]] = [np.zeros((0, 3))]
-    for code in range(1, 255):
+    # all 256 configurations in one call: configuration c fills the cell z in [2c, 2c + 1];
+    # marching cubes triangulates each cell from its own 8 corners, so the triangles of the
+    # odd "gap" cells in between are simply dropped
+    cubes = np.zeros((2, 2, 512))
+    for code in range(256):
         conf = code if bin(code).count("1") <= 4 else 255 - code
-        cube = np.zeros((2, 2, 2), dtype=np.float64)
         for a in range(2):
             for b in range(2):
                 for d in range(2):
-                    cube[a, b, d] = (conf >> (4 * a + 2 * b + d)) & 1
-        verts, faces, _, _ = marching_cubes(cube, 0.5, method="lorensen", allow_degenerate=False)
-        tri = verts.astype(np.float64)[faces]
-        per_code.append(0.5 * np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
-    per_code.append(np.zeros((0, 3)))
-    width = max(len(n) for n in per_code)
-    out = np.zeros((256, width, 3))
-    for code, n in enumerate(per_code):
-        out[code, : len(n)] = n
+                    cubes[a, b, 2 * code + d] = (conf >> (4 * a + 2 * b + d)) & 1
+    verts, faces, _, _ = marching_cubes(cubes, 0.5, method="lorensen", allow_degenerate=False)
+    tri = verts.astype(np.float64)[faces]
+    cell = np.floor(tri[:, :, 2].mean(axis=1)).astype(np.int64)
+    normals = 0.5 * np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    keep = cell % 2 == 0
+    codes = cell[keep] // 2
+    normals = normals[keep]
+    counts = np.bincount(codes, minlength=256)
+    out = np.zeros((256, int(counts.max()), 3))
+    slot = np.zeros(256, dtype=np.int64)
+    for c, n in zip(codes.tolist(), normals, strict=True):
+        out[c, slot[c]] = n
+        slot[c] += 1
     return out
 
 

@@ -64,6 +64,10 @@ from medlens.cli._seg import app as _seg_app  # noqa: E402
 
 app.add_typer(_seg_app, name="seg")
 
+from medlens.cli._recon import app as _recon_app  # noqa: E402
+
+app.add_typer(_recon_app, name="recon")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (2 for user errors)."""

@@ -48,6 +48,13 @@ from medlens.reconstruction._masks import (
     random_mask,
     variable_density_mask,
 )
+from medlens.reconstruction._run import (
+    CLASSICAL_METHODS,
+    MAP_ESTIMATORS,
+    calibration_size,
+    estimate_maps,
+    reconstruct_slice,
+)
 from medlens.reconstruction._simulate import (
     MASK_KINDS,
     SimulatedKspace,
@@ -58,7 +65,9 @@ from medlens.reconstruction._simulate import (
 )
 
 __all__ = [
+    "CLASSICAL_METHODS",
     "FFT",
+    "MAP_ESTIMATORS",
     "MASK_KINDS",
     "Add",
     "Compose",
@@ -74,11 +83,13 @@ __all__ = [
     "Wavelet",
     "acs_bounds",
     "birdcage_maps",
+    "calibration_size",
     "cmrxrecon_mask",
     "conjugate_gradient",
     "default_center_fraction",
     "equispaced_mask",
     "espirit_maps",
+    "estimate_maps",
     "fft2c",
     "fftc",
     "fista",
@@ -93,6 +104,7 @@ __all__ = [
     "mad_noise_level",
     "poisson_disc_mask",
     "random_mask",
+    "reconstruct_slice",
     "rss",
     "sense_operator",
     "sense_reconstruction",

@@ -244,8 +244,9 @@ class _Level:
 
 
 def _grid_world(image: Image) -> npt.NDArray[np.float64]:
-    idx = np.indices(image.spatial_shape, dtype=np.float64).reshape(image.spatial_ndim, -1).T
-    return np.asarray(image.voxel_to_world(idx), dtype=np.float64)
+    from medlens.registration._transforms import _grid_points
+
+    return _grid_points(image)
 
 
 def _sample_image(vol: torch.Tensor, vox: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
@@ -487,8 +488,9 @@ class _Driver:
         if self.preserve is not None:
             pres = torch.tensor(np.asarray(_level(self.preserve, shrink, is_mask=True).array,
                                            np.float32), device=self.device)
-        fa = np.asarray(f.array, np.float32)
-        ma = np.asarray(m.array, np.float32)
+        fa = np.ascontiguousarray(f.array, dtype=np.float32)
+        ma = np.ascontiguousarray(m.array, dtype=np.float32)
+        w = np.ascontiguousarray(w, dtype=np.float32)
         lev = _Level(
             shrink=shrink,
             fixed=f,
@@ -573,7 +575,7 @@ class _Driver:
 
 
 def _schedule(lr0: float, it: int, n_it: int) -> float:
-    return lr0 * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * it / max(n_it - 1, 1))))
+    return lr0 * (0.001 + 0.999 * 0.5 * (1.0 + math.cos(math.pi * it / max(n_it - 1, 1))))
 
 
 def _run_linear(drv: _Driver, kind: str, base: AffineTransform, center: np.ndarray,
@@ -588,9 +590,11 @@ def _run_linear(drv: _Driver, kind: str, base: AffineTransform, center: np.ndarr
         t0 = time.perf_counter()
         lev = drv.level(shrink)
         model = _LinearModel(kind, drv.n, current, center, radius, drv.dtype, drv.device)
-        lr0 = lr if lr is not None else 0.5 * float(min(lev.fixed.spacing))
+        lr0 = lr if lr is not None else (0.5 if li == 0 else 0.1) * float(min(lev.fixed.spacing))
         opt = torch.optim.Adam([model.theta], lr=lr0)
         loss_v = float("nan")
+        n_avg = max(1, n_it // 2)
+        avg: torch.Tensor | None = None
         for it in range(n_it):
             for g in opt.param_groups:
                 g["lr"] = _schedule(lr0, it, n_it)
@@ -603,8 +607,16 @@ def _run_linear(drv: _Driver, kind: str, base: AffineTransform, center: np.ndarr
             loss.backward()
             opt.step()
             loss_v = float(loss.detach())
+            if idx is not None and it >= n_it - n_avg:
+                # Polyak-Ruppert averaging of the stochastic iterates
+                with torch.no_grad():
+                    avg = model.theta.detach().clone() if avg is None else avg + (
+                        model.theta.detach() - avg) / (it - (n_it - n_avg) + 1)
             if progress is not None:
                 progress(kind, li, len(shrinks), it + 1, n_it, loss_v)
+        if avg is not None:
+            with torch.no_grad():
+                model.theta.copy_(avg)
         current = model.result()
         reports.append(LevelReport(kind, shrink, lev.fixed.spacing, n_it, loss_v,
                                    time.perf_counter() - t0))
@@ -663,11 +675,14 @@ def _run_deformable(drv: _Driver, linear: AffineTransform, shrinks: Sequence[int
                                dtype=drv.dtype, device=drv.device)
         csize = torch.tensor(list(ctrl.spatial_shape), dtype=drv.dtype, device=drv.device)
         pres = None
-        if drv.preserve is not None and volume_weight > 0:
-            pm = resample(drv.preserve, like=ctrl, interpolation="linear")
-            pres = torch.tensor(np.asarray(pm.array, np.float32), device=drv.device)
+        shape = tuple(lev.fixed_t.shape)
+        if lev.preserve is not None and volume_weight > 0:
+            # the penalty is evaluated on the level's own grid, where the moved image is
+            pres = lev.preserve
             for d in range(n):
                 pres = pres.narrow(d, 1, pres.shape[d] - 2)
+            lvl_inv = torch.tensor(np.linalg.inv(lev.fixed.affine[:n, :n]), dtype=drv.dtype,
+                                   device=drv.device)
         sp = ctrl.spacing
         lr0 = lr if lr is not None else 0.25 * float(min(lev.fixed.spacing))
         opt = torch.optim.Adam([params], lr=lr0)
@@ -678,8 +693,10 @@ def _run_deformable(drv: _Driver, linear: AffineTransform, shrinks: Sequence[int
             for g in opt.param_groups:
                 g["lr"] = _schedule(lr0, it, n_it)
             opt.zero_grad()
-            u_mm, u_vox = field_of(params, ctrl)
+            u_mm, _ = field_of(params, ctrl)
             disp = _sample_image(u_mm, lvl_vox, csize).T
+            if pres is not None:
+                dense = torch.einsum("ij,bj...->bi...", lvl_inv, disp.T.reshape((1, n, *shape)))
             if n == 2:
                 disp = torch.cat([disp, torch.zeros_like(disp[:, :1])], dim=1)
             moved, inside = drv.warp(lev, lev.points + disp, a, b)
@@ -688,7 +705,7 @@ def _run_deformable(drv: _Driver, linear: AffineTransform, shrinks: Sequence[int
                    else _diffusion(params, sp))
             loss = loss + regularization_weight * reg
             if pres is not None:
-                jac = _jacobian_det_vox(u_vox) * det_a
+                jac = _jacobian_det_vox(dense) * det_a
                 logj = torch.log(jac.clamp_min(1e-3))
                 loss = loss + volume_weight * (pres * logj * logj).sum() / pres.sum().clamp_min(
                     1e-6)
@@ -711,27 +728,36 @@ def _run_deformable(drv: _Driver, linear: AffineTransform, shrinks: Sequence[int
     return DisplacementField(Image(arr, full.affine, channels=True))
 
 
-def _final_metrics(drv: _Driver, transform: Transform) -> FinalMetrics:
+def _final_metrics(drv: _Driver, linear: AffineTransform,
+                   field: DisplacementField | None) -> FinalMetrics:
+    """Similarity at full resolution on every fixed voxel (torch, no gradients)."""
     import torch
 
     from medlens.registration import _similarity as sim
-    from medlens.registration._warp import warp_image
 
-    moved = warp_image(drv.moving, transform, like=drv.fixed, default=np.nan)
-    m = np.asarray(moved.array, np.float64)
-    inside = np.isfinite(m)
-    w = inside.astype(np.float64)
-    if drv.fixed_mask is not None:
-        w = w * np.asarray(drv.fixed_mask.array)
-    base = 1.0 if drv.fixed_mask is None else float(np.asarray(drv.fixed_mask.array).sum())
-    overlap = float(w.sum() / (base if drv.fixed_mask is not None else w.size))
-    f_t = torch.tensor(np.asarray(drv.fixed.array, np.float64))
-    m_t = torch.tensor(np.where(inside, m, 0.0))
-    w_t = torch.tensor(w)
+    lev = drv.level(1)
     with torch.no_grad():
-        mse = float(sim.mse_loss(f_t, m_t, w_t))
-        ncc = -float(sim.ncc_loss(f_t, m_t, w_t))
-        mi = -float(sim.mattes_mi_loss(f_t, m_t, w_t)) if w.sum() > 0 else 0.0
+        a = torch.tensor(linear.matrix, dtype=drv.dtype, device=drv.device)
+        b = torch.tensor(linear.translation, dtype=drv.dtype, device=drv.device)
+        pts = lev.points
+        if field is not None:
+            u = torch.tensor(np.asarray(field.field.array, np.float32), device=drv.device)
+            disp = u.reshape(drv.n, -1).T
+            if drv.n == 2:
+                disp = torch.cat([disp, torch.zeros_like(disp[:, :1])], dim=1)
+            pts = pts + disp
+        moved, inside = drv.warp(lev, pts, a, b)
+        f = lev.fixed_t.reshape(-1)
+        base = lev.weight.reshape(-1)
+        w = base * inside
+        overlap = float(w.sum() / base.sum().clamp_min(1e-12))
+        if float(w.sum()) <= 0:
+            return FinalMetrics(mse=float("nan"), ncc=float("nan"),
+                                mutual_information=float("nan"), overlap=0.0)
+        mse = float(sim.mse_loss(f, moved, w))
+        ncc = -float(sim.ncc_loss(f, moved, w))
+        mi = -float(sim.mattes_mi_loss(f, moved, w, fixed_range=lev.fixed_range,
+                                       moving_range=lev.moving_range))
     return FinalMetrics(mse=mse, ncc=ncc, mutual_information=mi, overlap=overlap)
 
 
@@ -767,7 +793,7 @@ def register(
     integration_steps: int = 6,
     control_spacing_vox: float = 2.0,
     encoder: Any = None,
-    max_points: int = 60_000,
+    max_points: int = 20_000,
     device: str | None = None,
     threads: int | None = None,
     seed: int = 0,
@@ -785,8 +811,8 @@ def register(
         2D or 3D images (multi-channel ones are averaged to one channel). They
         may have any grids and orientations; everything happens in world space.
     model : {"translation", "rigid", "similarity", "affine", "deformable"}
-        ``"affine"`` runs a rigid stage first; ``"deformable"`` runs rigid,
-        affine, then a dense (stationary velocity by default) field.
+        ``"deformable"`` runs rigid, affine, then a dense (stationary velocity
+        by default) field; the others are one linear stage.
     metric : {"mse", "ncc", "lncc", "mi", "feature"}
         Mean squared error, global or local (windowed, deformable stage only)
         normalised cross-correlation, Mattes mutual information (multimodal),
@@ -810,7 +836,7 @@ def register(
         Gradient steps per level for the linear and deformable stages.
     learning_rate : float, optional
         Adam's initial step in mm-equivalent parameter units (rotations are
-        scaled by the image radius); cosine-annealed to 1% per level.
+        scaled by the image radius); cosine-annealed to 0.1% per level.
     regularization : {"diffusion", "bending"}
         Smoothness penalty of the deformable velocity / displacement field.
     regularization_weight : float, optional
@@ -834,9 +860,9 @@ def register(
     device : str, optional
         torch device; CUDA when available, else CPU.
     threads : int, optional
-        CPU threads for torch during the call (restored afterwards). By default
-        1 for images under 500,000 voxels, where thread synchronisation costs
-        more than it gains, else torch's setting.
+        CPU threads for torch during the call (restored afterwards). 1 by
+        default: each step works on at most ``max_points`` points, where
+        intra-op thread synchronisation costs more than it gains (measured).
     seed : int
         Seed of the point sampling.
     progress : callable, optional
@@ -853,9 +879,8 @@ def register(
     """
     import torch
 
-    n_vox = int(np.prod(fixed.spatial_shape))
     old_threads = torch.get_num_threads()
-    use = threads if threads is not None else (1 if n_vox < 500_000 else old_threads)
+    use = threads if threads is not None else 1
     torch.set_num_threads(max(1, int(use)))
     try:
         return _register(fixed, moving, model=model, metric=metric, fixed_mask=fixed_mask,
@@ -920,7 +945,7 @@ def _register(fixed: Image, moving: Image, *, model: str, metric: str, fixed_mas
     reports: list[LevelReport] = []
     drv.metric = linear_metric
     stages = {"translation": ["translation"], "rigid": ["rigid"], "similarity": ["similarity"],
-              "affine": ["rigid", "affine"], "deformable": ["rigid", "affine"]}[model]
+              "affine": ["affine"], "deformable": ["rigid", "affine"]}[model]
     current = base
     for kind in stages:
         current = _run_linear(drv, kind, current, center, shrinks, its, learning_rate, progress,
@@ -937,7 +962,7 @@ def _register(fixed: Image, moving: Image, *, model: str, metric: str, fixed_mas
             diffeomorphic=diffeomorphic, steps=integration_steps,
             control_spacing_vox=control_spacing_vox, progress=progress, reports=reports)
         transform = compose(field, current)
-    metrics = _final_metrics(drv, transform)
+    metrics = _final_metrics(drv, current, field)
     return RegistrationResult(
         transform=transform, linear=current, displacement=field, model=model, metric=metric,
         metrics=metrics, levels=tuple(reports), time_s=time.perf_counter() - t_start)

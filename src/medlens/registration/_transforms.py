@@ -585,8 +585,15 @@ def compose(*transforms: Transform) -> Transform:
 
 
 def _grid_points(like: Image) -> npt.NDArray[np.float64]:
-    idx = np.indices(like.spatial_shape, dtype=np.float64).reshape(like.spatial_ndim, -1).T
-    return like.voxel_to_world(idx)
+    """World coordinates ``(N, 3)`` of every voxel centre, C order (built by broadcasting)."""
+    n = like.spatial_ndim
+    shape = like.spatial_shape
+    out = np.broadcast_to(like.affine[:3, 3], (*shape, 3)).copy()
+    for a in range(n):
+        idx = np.arange(shape[a], dtype=np.float64).reshape(
+            [-1 if b == a else 1 for b in range(n)] + [1])
+        out += idx * like.affine[:3, a]
+    return out.reshape(-1, 3)
 
 
 def to_displacement_field(transform: Transform, like: Image) -> DisplacementField:

@@ -48,20 +48,62 @@ def transform_points(transform: Transform, points: npt.ArrayLike) -> npt.NDArray
     return transform.transform_points(points)
 
 
+class _PointVox:
+    """Explicit moving-voxel coordinates of every fixed voxel, ``(N, n)``."""
+
+    def __init__(self, vox: npt.NDArray[np.float64]) -> None:
+        self.vox = vox
+
+    def sample(self, work: np.ndarray, order: int, out_shape: tuple[int, ...]) -> np.ndarray:
+        from scipy import ndimage
+
+        out = ndimage.map_coordinates(work, self.vox.T, order=order, mode="nearest",
+                                      prefilter=False)
+        return np.asarray(out).reshape(out_shape)
+
+    def inside(self, shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.ndarray:
+        s = np.array(shape)
+        ok = np.all((self.vox >= -0.5 - 1e-6) & (self.vox <= s - 0.5 + 1e-6), axis=1)
+        return ok.reshape(out_shape)
+
+
+class _AffineVox:
+    """Moving voxel = matrix @ fixed voxel + offset (linear transforms)."""
+
+    def __init__(self, matrix: np.ndarray, offset: np.ndarray) -> None:
+        self.matrix, self.offset = matrix, offset
+
+    def sample(self, work: np.ndarray, order: int, out_shape: tuple[int, ...]) -> np.ndarray:
+        from scipy import ndimage
+
+        return np.asarray(ndimage.affine_transform(
+            work, self.matrix, offset=self.offset, output_shape=out_shape, order=order,
+            mode="nearest", prefilter=False))
+
+    def inside(self, shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.ndarray:
+        ok = np.ones(out_shape, dtype=bool)
+        n = len(out_shape)
+        for d, size in enumerate(shape):
+            coord = np.full((1,) * n, self.offset[d])
+            for e, length in enumerate(out_shape):
+                g = np.arange(length, dtype=np.float64).reshape(
+                    [-1 if b == e else 1 for b in range(n)])
+                coord = coord + self.matrix[d, e] * g
+            ok &= (coord >= -0.5 - 1e-6) & (coord <= size - 0.5 + 1e-6)
+        return ok
+
+
 def _sample(
-    arr: np.ndarray, vox: npt.NDArray[np.float64], order: int, default: float
+    arr: np.ndarray, vox: _PointVox | _AffineVox, order: int, default: float,
+    out_shape: tuple[int, ...],
 ) -> npt.NDArray[Any]:
     from scipy import ndimage
 
     work = arr.astype(np.float32 if arr.dtype.itemsize <= 4 else np.float64, copy=False)
     if order > 1:
         work = ndimage.spline_filter(work, order=order, mode="mirror", output=np.float64)
-    out = ndimage.map_coordinates(
-        work, vox.T, order=order, mode="nearest", prefilter=False
-    )
-    shape = np.array(arr.shape)
-    inside = np.all((vox >= -0.5 - 1e-6) & (vox <= shape - 0.5 + 1e-6), axis=1)
-    out[~inside] = default
+    out = vox.sample(work, order, out_shape)
+    out[~vox.inside(arr.shape, out_shape)] = default
     return out
 
 
@@ -125,14 +167,24 @@ def warp_image(
         raise TransformError(
             f"a {transform.ndim}D transform cannot warp a {moving.spatial_ndim}D image"
         )
-    pts = transform.transform_points(_grid_points(like))
-    vox = moving.world_to_voxel(pts)
-    if moving.spatial_ndim == 2:
-        # the moved points must stay in the moving image's plane
-        normal_off = (pts - np.asarray(moving.origin)) @ moving.affine[:3, 2]
-        if np.abs(normal_off).max(initial=0.0) > 1e-3:
+    if isinstance(transform, AffineTransform):
+        # fixed voxel -> fixed world -> moving world -> moving voxel is one affine map
+        m = np.linalg.inv(moving.affine) @ transform.homogeneous @ like.affine
+        n = moving.spatial_ndim
+        if n == 2 and (abs(m[2, 3]) > 1e-3 or np.abs(m[2, :2]).max() > 1e-6):
             raise GeometryError(
                 "the transform maps the fixed plane out of the moving image's plane")
+        vox: _AffineVox | _PointVox = _AffineVox(m[:n, :n], m[:n, 3])
+    else:
+        pts = transform.transform_points(_grid_points(like))
+        vox_arr = moving.world_to_voxel(pts)
+        if moving.spatial_ndim == 2:
+            # the moved points must stay in the moving image's plane
+            normal_off = (pts - np.asarray(moving.origin)) @ moving.affine[:3, 2]
+            if np.abs(normal_off).max(initial=0.0) > 1e-3:
+                raise GeometryError(
+                    "the transform maps the fixed plane out of the moving image's plane")
+        vox = _PointVox(vox_arr)
     arrays = list(moving.array) if moving.channels else [moving.array]
     out_shape = like.spatial_shape
     results = []
@@ -147,7 +199,7 @@ def warp_image(
             dtype = np.dtype(np.float32)
         if arr.dtype == np.bool_:
             dtype = np.dtype(np.bool_) if order == 0 else np.dtype(np.float32)
-        vals = _sample(arr, vox, order, default).reshape(out_shape)
+        vals = _sample(arr, vox, order, default, out_shape)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             vals = np.clip(np.rint(vals), info.min, info.max)
@@ -157,16 +209,16 @@ def warp_image(
 
 
 def _warp_labels(
-    arr: np.ndarray, vox: npt.NDArray[np.float64], out_shape: tuple[int, ...], default: float
+    arr: np.ndarray, vox: _PointVox | _AffineVox, out_shape: tuple[int, ...], default: float
 ) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
         raise GeometryError(f"label interpolation needs an integer label map, got {arr.dtype}")
-    best = np.full(int(np.prod(out_shape)), -1.0)
-    out = np.full(best.shape, default, dtype=arr.dtype)
+    best = np.full(out_shape, -1.0)
+    out = np.full(out_shape, default, dtype=arr.dtype)
     for v in np.unique(arr):
-        p = _sample((arr == v).astype(np.float32), vox, 1, -1.0)
+        p = _sample((arr == v).astype(np.float32), vox, 1, -1.0, out_shape)
         win = p > best
         out[win] = v
         best[win] = p[win]
     out[best < 0] = default
-    return out.reshape(out_shape)
+    return out

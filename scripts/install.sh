@@ -19,7 +19,11 @@ reqs=()
 for f in requirements/*.txt; do
   [ -e "$f" ] && reqs+=(-r "$f")
 done
-pip install -q --disable-pip-version-check -e ".[test]" "${reqs[@]}"
+# Hold torch at 2.13.0 while resolving everything else, so no dependency can replace it.
+pin=$(mktemp)
+trap 'rm -f "$pin"' EXIT
+echo "torch==2.13.0" > "$pin"
+pip install -q --disable-pip-version-check -c "$pin" -e ".[test]" "${reqs[@]}"
 "$VENV/bin/python" - <<'PY'
 import torch, sys
 if not torch.__version__.startswith("2.13.0"):

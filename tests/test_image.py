@@ -205,3 +205,52 @@ def test_resample_integer_image_linear_gives_float32():
     img = Image(np.arange(27, dtype=np.int16).reshape(3, 3, 3))
     assert resample(img, spacing=(0.5, 0.5, 0.5)).dtype == np.float32
     assert resample(img, spacing=(0.5, 0.5, 0.5), interpolation="nearest").dtype == np.int16
+
+
+def _labels_by_full_passes(arr, image, target):
+    """Reference: one full-volume linear pass per label, largest wins, ties to lower label."""
+    best = np.full(target.spatial_shape, -1.0)
+    out = np.zeros(target.spatial_shape, arr.dtype)
+    for v in np.unique(arr):
+        p = resample(Image((arr == v).astype(np.float32), image.affine), like=target,
+                     default=-1.0).array
+        out[p > best] = v
+        best = np.maximum(best, p)
+    out[best < 0] = 0
+    return out
+
+
+def test_label_resampling_equals_full_per_label_passes(rng):
+    arr = np.zeros((30, 28, 20), np.int16)
+    for v in range(1, 12):  # blobs of 11 labels, some touching the border
+        c = rng.integers(0, [30, 28, 20])
+        r = rng.integers(2, 6)
+        sl = tuple(slice(max(0, a - r), a + r) for a in c)
+        arr[sl] = v * 7
+    img = Image(arr, oblique_affine(spacing=(1.0, 1.1, 2.0)))
+    target = Image(np.zeros((33, 31, 29), np.uint8),
+                   oblique_affine(spacing=(0.9, 1.0, 1.3), angles=(0.35, -0.25, 0.45),
+                                  origin=(11.0, -19.0, 29.0)))
+    ours = resample(img, like=target, interpolation="label").array
+    assert_array_equal(ours, _labels_by_full_passes(arr, img, target))
+
+
+def test_pad_refuses_fill_values_the_dtype_cannot_hold():
+    from medlens.errors import ParameterError
+
+    img = Image(np.zeros((2, 2, 2), np.uint8))
+    for bad in (-5, 0.7, 1e6, float("nan")):
+        with pytest.raises(ParameterError, match="cannot be stored"):
+            pad(img, 1, 1, value=bad)
+    assert pad(img, 1, 1, value=255).array.max() == 255
+
+
+def test_reorient_2d_accepts_two_letter_codes():
+    img = Image(np.arange(6).reshape(2, 3), np.diag([-1.0, 1.0, 1.0, 1.0]))
+    assert reorient(img, img.orientation).orientation == "LA"
+    assert reorient(img, "RA").orientation == "RA"
+
+
+def test_resample_refuses_string_spacing():
+    with pytest.raises(GeometryError, match="string"):
+        resample(Image(np.zeros((3, 3, 3))), spacing="111")  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ command turns these into a one-line message on stderr and exit code 2.
 
 from __future__ import annotations
 
-__all__ = ["GeometryError", "MedlensError"]
+__all__ = ["GeometryError", "MedlensError", "ParameterError"]
 
 
 class MedlensError(Exception):
@@ -15,3 +15,7 @@ class MedlensError(Exception):
 
 class GeometryError(MedlensError, ValueError):
     """Raised for an invalid affine, spacing, orientation code or grid mismatch."""
+
+
+class ParameterError(MedlensError, ValueError):
+    """Raised for an option value that cannot be used (out of range, wrong type)."""

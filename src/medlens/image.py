@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from medlens.errors import GeometryError
+from medlens.errors import GeometryError, ParameterError
 
 __all__ = [
     "Image",
@@ -309,8 +309,8 @@ def reorient(image: Image, code: str = "RAS") -> Image:
         Input image (not modified).
     code : str
         Target orientation, three letters from ``RLAPSI`` such as ``"RAS"`` or
-        ``"LPS"``. For a 2D image the third letter must be the one that the plane's
-        normal already has.
+        ``"LPS"``. For a 2D image give two letters (``"RA"``), or three whose last
+        is the one the plane's normal already has.
 
     Returns
     -------
@@ -328,6 +328,8 @@ def reorient(image: Image, code: str = "RAS") -> Image:
     """
     from nibabel.orientations import inv_ornt_aff, io_orientation, ornt_transform
 
+    if image.spatial_ndim == 2 and len(code) == 2:
+        code = code + orientation_code(image.affine)[2]
     target = _code_to_ornt(code)
     current = io_orientation(image.affine)
     transform = ornt_transform(current, target)
@@ -455,6 +457,7 @@ def pad(
     hi = _voxel_tuple(after, n, "after")
     if min(lo + hi) < 0:
         raise GeometryError(f"pad widths must be non-negative, got before={lo}, after={hi}")
+    _check_fill_value(value, image.dtype)
     widths = [(a, b) for a, b in zip(lo, hi, strict=True)]
     if image.channels:
         widths = [(0, 0), *widths]
@@ -467,11 +470,62 @@ def pad(
     )
 
 
+def _check_fill_value(value: float, dtype: np.dtype[Any]) -> None:
+    """Refuse a fill value the dtype cannot hold exactly (no silent wrap-around)."""
+    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+        info = np.iinfo(np.uint8 if dtype == np.bool_ else dtype)
+        ok = np.isfinite(value) and float(value).is_integer() and info.min <= value <= info.max
+        if dtype == np.bool_:
+            ok = ok and value in (0, 1)
+        if not ok:
+            raise ParameterError(f"fill value {value!r} cannot be stored in a {dtype} image")
+
+
 # ---------------------------------------------------------------------------
 # Resampling
 # ---------------------------------------------------------------------------
 
 _ORDER = {"nearest": 0, "linear": 1, "bspline": 3}
+
+
+def _inside_mask(
+    in_shape: tuple[int, ...],
+    matrix: npt.NDArray[np.float64],
+    offset: npt.NDArray[np.float64],
+    out_shape: tuple[int, ...],
+) -> np.ndarray:
+    """Output voxels whose continuous input index lies in ``[-0.5, n - 0.5]`` on every axis.
+
+    That is ITK's rule for a sample inside the input buffer.
+    """
+    inside = np.ones(out_shape, dtype=bool)
+    grids = [np.arange(s, dtype=np.float64) for s in out_shape]
+    for d, n in enumerate(in_shape):
+        coord = np.full((1,) * len(out_shape), offset[d])
+        for e, g in enumerate(grids):
+            shape = [1] * len(out_shape)
+            shape[e] = len(g)
+            coord = coord + matrix[d, e] * g.reshape(shape)
+        inside &= (coord >= -0.5 - 1e-6) & (coord <= n - 0.5 + 1e-6)
+    return inside
+
+
+def _interpolate(
+    arr: np.ndarray,
+    matrix: npt.NDArray[np.float64],
+    offset: npt.NDArray[np.float64],
+    out_shape: tuple[int, ...],
+    order: int,
+) -> np.ndarray:
+    """Output index ``o`` samples the input at ``matrix @ o + offset`` (edges extended)."""
+    from scipy import ndimage
+
+    work = arr.astype(np.float32 if arr.dtype.itemsize <= 4 else np.float64, copy=False)
+    return np.asarray(
+        ndimage.affine_transform(
+            work, matrix, offset=offset, output_shape=out_shape, order=order, mode="nearest"
+        )
+    )
 
 
 def _resample_array(
@@ -483,25 +537,9 @@ def _resample_array(
     cval: float,
     out_dtype: np.dtype[Any],
 ) -> np.ndarray:
-    """Resample one spatial array with output index -> input index = matrix @ o + offset."""
-    from scipy import ndimage
-
-    work = arr.astype(np.float32 if arr.dtype.itemsize <= 4 else np.float64, copy=False)
-    out = ndimage.affine_transform(
-        work, matrix, offset=offset, output_shape=out_shape, order=order, mode="nearest"
-    )
-    # ITK's rule: a sample is inside the input when its continuous index lies in
-    # [-0.5, n - 0.5] on every axis; outside samples get the constant value.
-    inside = np.ones(out_shape, dtype=bool)
-    grids = [np.arange(s, dtype=np.float64) for s in out_shape]
-    for d, n in enumerate(arr.shape):
-        coord = np.full((1,) * len(out_shape), offset[d])
-        for e, g in enumerate(grids):
-            shape = [1] * len(out_shape)
-            shape[e] = len(g)
-            coord = coord + matrix[d, e] * g.reshape(shape)
-        inside &= (coord >= -0.5 - 1e-6) & (coord <= n - 0.5 + 1e-6)
-    out[~inside] = cval
+    """Resample one spatial array; samples outside the input get ``cval``."""
+    out = _interpolate(arr, matrix, offset, out_shape, order)
+    out[~_inside_mask(arr.shape, matrix, offset, out_shape)] = cval
     if np.issubdtype(out_dtype, np.integer):
         info = np.iinfo(out_dtype)
         out = np.clip(np.rint(out), info.min, info.max)
@@ -512,6 +550,8 @@ def _grid_for_spacing(
     image: Image, spacing: Sequence[float]
 ) -> tuple[npt.NDArray[np.float64], tuple[int, ...]]:
     n = image.spatial_ndim
+    if isinstance(spacing, str):
+        raise GeometryError(f"spacing must be {n} numbers in mm, got the string {spacing!r}")
     new = np.array([float(s) for s in spacing], dtype=np.float64)
     if new.shape != (n,) or np.any(new <= 0) or not np.all(np.isfinite(new)):
         raise GeometryError(f"spacing must be {n} positive numbers in mm, got {list(spacing)}")
@@ -626,16 +666,56 @@ def _resample_labels(
     out_shape: tuple[int, ...],
     default: float,
 ) -> np.ndarray:
+    """Per-label linear interpolation of indicators, largest wins (ties: lower label).
+
+    Each label is interpolated only on the output block that its bounding box
+    (plus one voxel, the reach of linear interpolation) maps to, so a 117-label
+    atlas costs little more than one full pass.
+    """
     if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
         raise GeometryError(f"label interpolation needs an integer label map, got {arr.dtype}")
-    values = np.unique(arr)
+    import cc3d  # fast bounding boxes of every label in one pass
+
+    n = arr.ndim
+    inv = np.linalg.inv(matrix)
     best = np.full(out_shape, -1.0, dtype=np.float32)
     out = np.full(out_shape, default, dtype=arr.dtype)
-    for v in values:
-        ind = (arr == v).astype(np.float32)
-        p = _resample_array(ind, matrix, offset, out_shape, 1, -1.0, np.dtype(np.float32))
-        win = p > best
-        out[win] = v
-        best[win] = p[win]
-    out[best < 0] = default
+    values = np.unique(arr)
+    if values.size == 1:
+        out[...] = values[0]
+    else:
+        # cc3d.statistics works on unsigned labels; map values to 0..m-1 first
+        index = np.searchsorted(values, arr).astype(np.uint32)
+        padded = index if n == 3 else index[..., np.newaxis]
+        boxes = cc3d.statistics(padded, no_slice_conversion=True)["bounding_boxes"]
+        for k, v in enumerate(values):
+            box = boxes[k]
+            lo_in = np.array([box[2 * d] for d in range(n)], dtype=np.float64) - 1
+            hi_in = np.array([box[2 * d + 1] for d in range(n)], dtype=np.float64) + 1
+            corners = np.array(np.meshgrid(*[[a, b] for a, b in zip(lo_in, hi_in, strict=True)],
+                                           indexing="ij")).reshape(n, -1)
+            out_corners = inv @ (corners - offset[:, None])
+            o_lo = np.maximum(np.floor(out_corners.min(axis=1)).astype(int), 0)
+            o_hi = np.minimum(np.ceil(out_corners.max(axis=1)).astype(int) + 1,
+                              np.array(out_shape))
+            if np.any(o_hi <= o_lo):
+                continue
+            # crop the input around the label (margin 1, zero-padded indicator)
+            i_lo = np.maximum(lo_in.astype(int), 0)
+            i_hi = np.minimum(hi_in.astype(int) + 1, np.array(arr.shape))
+            crop_sl = tuple(slice(a, b) for a, b in zip(i_lo, i_hi, strict=True))
+            ind = (arr[crop_sl] == v).astype(np.float32)
+            block_offset = offset + matrix @ o_lo - i_lo
+            block_shape = tuple(int(b - a) for a, b in zip(o_lo, o_hi, strict=True))
+            # Beyond the crop the edge-extended indicator is 0 (the margin holds no v),
+            # except where the crop reaches the image border: there it extends the border
+            # exactly as a full-image pass would.
+            p = _interpolate(ind, matrix, block_offset, block_shape, 1)
+            sl = tuple(slice(a, b) for a, b in zip(o_lo, o_hi, strict=True))
+            sub_best = best[sl]
+            win = p > sub_best
+            out[sl][win] = v
+            sub_best[win] = p[win]
+    outside = ~_inside_mask(arr.shape, matrix, offset, out_shape)
+    out[outside] = default
     return out

@@ -71,7 +71,7 @@ def test_bool_and_int64_are_stored_compactly(tmp_path):
     lab = Image(np.arange(27, dtype=np.int64).reshape(3, 3, 3) * 100)
     write_image(lab, tmp_path / "l.nii.gz")
     back = read_image(tmp_path / "l.nii.gz")
-    assert back.dtype == np.int16
+    assert back.dtype == np.int32
     assert_array_equal(back.array, lab.array)
 
 
@@ -256,3 +256,51 @@ def test_truncated_mha(tmp_path, oblique_image):
     p.write_bytes(data[: len(data) - 100])
     with pytest.raises(ImageReadError, match="t.mha"):
         read_image(p)
+
+
+def test_truncated_or_detached_metaimage_says_why(tmp_path, oblique_image, capfd):
+    import SimpleITK as sitk
+
+    p = tmp_path / "t.mha"
+    sitk.WriteImage(to_sitk(oblique_image), str(p), useCompression=False)
+    data = p.read_bytes()
+    p.write_bytes(data[:-50])
+    with pytest.raises(ImageReadError, match=r"t.mha: truncated data: .* holds \d+ bytes of the "):
+        read_image(p)
+    h = tmp_path / "d.mhd"
+    sitk.WriteImage(to_sitk(oblique_image), str(h))
+    (tmp_path / "d.raw").unlink()
+    with pytest.raises(ImageReadError, match="d.raw.*does not exist"):
+        read_image(h)
+    assert "MetaImage" not in capfd.readouterr().err
+
+
+def test_write_image_dtype_edge_cases(tmp_path):
+    img16 = Image(np.ones((3, 3, 3), np.float16))
+    write_image(img16, tmp_path / "h.nrrd")
+    assert read_image(tmp_path / "h.nrrd").dtype == np.float32
+    cplx = Image(np.ones((3, 3, 3), np.complex64) * (1 + 2j))
+    with pytest.raises(ImageWriteError, match="complex"):
+        write_image(cplx, tmp_path / "c.mha")
+    write_image(cplx, tmp_path / "c.nii.gz")
+    assert_array_equal(read_image(tmp_path / "c.nii.gz").array, cplx.array)
+    big = Image(np.full((2, 2, 2), 2**40, np.int64))
+    write_image(big, tmp_path / "b.nii.gz")
+    back = read_image(tmp_path / "b.nii.gz")
+    assert back.dtype == np.int64 and int(back.array.max()) == 2**40
+
+
+def test_write_to_a_directory_or_unwritable_place_names_the_target(tmp_path, oblique_image):
+    with pytest.raises(ImageWriteError, match="is a directory"):
+        write_image(oblique_image, tmp_path)
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(ImageWriteError) as e:
+        write_image(oblique_image, target / "x.nii.gz")
+    assert str(target / "x.nii.gz") in str(e.value) and ".x.nii.gz." not in str(e.value)
+
+
+def test_series_uid_for_a_file_is_an_error(tmp_path, oblique_image):
+    write_image(oblique_image, tmp_path / "a.nii.gz")
+    with pytest.raises(ImageReadError, match="series_uid"):
+        read_image(tmp_path / "a.nii.gz", series_uid="1.2.3")

@@ -130,7 +130,9 @@ def convert(
                                  help="Reorient to this code first, e.g. RAS or LPS (no "
                                       "interpolation)."),
     spacing: tuple[float, float, float] = typer.Option(
-        None, "--spacing", help="Resample to this voxel size in mm (three numbers)."),
+        None, "--spacing",
+        help="Resample to this voxel size in mm (three numbers; a 2D image uses the first "
+             "two). Integer images keep their dtype (values rounded), as in SimpleITK."),
     interpolation: str = typer.Option(
         "linear", "--interpolation",
         help="Resampling interpolation: linear, bspline, nearest or label (for label maps)."),
@@ -143,6 +145,8 @@ def convert(
     Optionally reorient (no interpolation) and resample. The output is written
     atomically; the input is never modified.
     """
+    import numpy as np
+
     from medlens.image import reorient as _reorient
     from medlens.image import resample
     from medlens.io import read_image, write_image
@@ -152,7 +156,11 @@ def convert(
         img = _reorient(img, reorient)
     if spacing:
         sp = tuple(spacing)[: img.spatial_ndim]
-        img = resample(img, spacing=sp, interpolation=interpolation)  # type: ignore[arg-type]
+        out = resample(img, spacing=sp, interpolation=interpolation)  # type: ignore[arg-type]
+        if np.issubdtype(img.dtype, np.integer) and out.dtype != img.dtype:
+            info = np.iinfo(img.dtype)
+            out = out.with_array(np.clip(np.rint(out.array), info.min, info.max).astype(img.dtype))
+        img = out
     write_image(img, dst)
     console.print(f"wrote {dst}  shape={img.spatial_shape} spacing="
                   f"{tuple(round(s, 4) for s in img.spacing)} orientation={img.orientation}")

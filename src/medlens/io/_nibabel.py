@@ -49,19 +49,35 @@ def from_nibabel(
 
 
 def nifti_dtype(dtype: np.dtype[Any], array: np.ndarray) -> np.dtype[Any]:
-    """The dtype an array is stored with in NIfTI (bool -> uint8, int64 -> int32 if it fits)."""
+    """The dtype an array is stored with in NIfTI.
+
+    bool becomes uint8, float16 float32, int64 (uint64) int32 (uint32) when the
+    values fit; every other dtype is kept.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        The array's dtype.
+    array : numpy.ndarray
+        The values (their range decides for 64-bit integers).
+
+    Returns
+    -------
+    numpy.dtype
+    """
     if dtype == np.bool_:
         return np.dtype(np.uint8)
     if dtype == np.float16:
         return np.dtype(np.float32)
     if dtype in (np.int64, np.uint64):
+        # nibabel refuses 64-bit integers without an explicit choice; keep 32 bits when the
+        # values fit (most readers cannot handle int64 NIfTI), else keep 64 bits.
+        cand = np.int32 if dtype == np.int64 else np.uint32
         if array.size == 0:
-            return np.dtype(np.int32)
-        lo, hi = int(array.min()), int(array.max())
-        for cand in (np.uint8, np.int16, np.int32):
-            info = np.iinfo(cand)
-            if info.min <= lo and hi <= info.max:
-                return np.dtype(cand)
+            return np.dtype(cand)
+        info = np.iinfo(cand)
+        if info.min <= int(array.min()) and int(array.max()) <= info.max:
+            return np.dtype(cand)
     return np.dtype(dtype)
 
 
@@ -87,7 +103,7 @@ def to_nibabel(image: Image) -> nib.Nifti1Image:
         arr = arr[:, :, np.newaxis] if not image.channels else arr[:, :, np.newaxis, :]
     dtype = nifti_dtype(arr.dtype, arr)
     arr = np.asarray(arr).astype(dtype, copy=False)
-    out = nib.Nifti1Image(arr, image.affine)
+    out = nib.Nifti1Image(arr, image.affine, dtype=dtype)
     out.set_qform(image.affine, code=1)
     out.set_sform(image.affine, code=1)
     out.header.set_xyzt_units("mm", "sec")

@@ -72,9 +72,11 @@ def read_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -
     >>> read_image(f"{d}/eye.nrrd").array[..., 0].tolist()
     [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.exists():
         raise ImageReadError(p, "no such file or directory")
+    if series_uid is not None and not p.is_dir():
+        raise ImageReadError(p, "series_uid= picks a series from a folder; this is a file")
     try:
         if p.is_dir():
             from medlens.io._dicom import read_dicom_series
@@ -147,15 +149,74 @@ def _read_itk(path: Path) -> Image:
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
+    if full_suffix(path) in (".mha", ".mhd"):
+        problem = _metaimage_problem(path)
+        if problem:
+            raise ImageReadError(path, problem)
+    warn = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK would print to stderr itself
     try:
         simg = reader.Execute()
     except RuntimeError as e:
         raise ImageReadError(path, f"SimpleITK cannot read it: {_itk_reason(e)}") from e
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warn)
     meta: dict[str, Any] = {"format": full_suffix(path).lstrip(".")}
     img = from_sitk(simg, meta=meta)
     if full_suffix(path) in _2D_ONLY and img.spatial_ndim == 3 and img.spatial_shape[2] == 1:
         img = Image(img.array[..., 0], img.affine, channels=img.channels, meta=meta)
     return img
+
+
+_MET_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4,
+              "MET_INT": 4, "MET_ULONG": 8, "MET_LONG": 8, "MET_ULONG_LONG": 8,
+              "MET_LONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
+
+
+def _metaimage_problem(path: Path) -> str | None:
+    """Say why a MetaImage's data cannot be complete (missing or short data file), if so."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16384)
+    except OSError as e:
+        return f"cannot open: {e.strerror}"
+    fields: dict[str, str] = {}
+    end = 0
+    for line in head.split(b"\n"):
+        end += len(line) + 1
+        key, sep, value = line.decode("latin-1").partition("=")
+        if not sep:
+            return None  # not a MetaImage header we understand; let ITK decide
+        fields[key.strip()] = value.strip()
+        if key.strip() == "ElementDataFile":
+            break
+    else:
+        return None
+    try:
+        dims = [int(v) for v in fields.get("DimSize", "").split()]
+        nbytes = _MET_BYTES[fields.get("ElementType", "")]
+    except (KeyError, ValueError):
+        return None
+    ncomp = int(fields.get("ElementNumberOfChannels", "1") or 1)
+    if fields.get("CompressedData", "False").lower() == "true" or not dims:
+        expected = None
+    else:
+        expected = int(np.prod(dims)) * nbytes * ncomp
+    datafile = fields.get("ElementDataFile", "")
+    if datafile == "LOCAL":
+        actual = path.stat().st_size - end
+        where = "the file"
+    elif datafile and " " not in datafile and datafile.upper() != "LIST":
+        target = path.parent / datafile
+        if not target.exists():
+            return f"its data file {datafile!r} (ElementDataFile) does not exist"
+        actual = target.stat().st_size
+        where = f"data file {datafile!r}"
+    else:
+        return None
+    if expected is not None and actual < expected:
+        return f"truncated data: {where} holds {actual} bytes of the {expected} expected"
+    return None
 
 
 def _itk_reason(err: RuntimeError) -> str:
@@ -173,14 +234,35 @@ def write_image(image: Image, path: str | os.PathLike[str]) -> None:
     code 1), everything else with SimpleITK (NRRD, MetaImage, PNG/TIFF for 2D).
     The file appears only once it is complete (temporary name, then rename).
 
+    Parameters
+    ----------
+    image : Image
+        The image to write. float16 is stored as float32 outside NIfTI; complex
+        values only in NIfTI.
+    path : str or os.PathLike
+        Output file; its suffix picks the format. PNG, JPEG and BMP store no
+        geometry (spacing, origin, direction are lost); use NRRD or MHA for 2D
+        images whose geometry matters.
+
     Raises
     ------
     ImageWriteError
         If the format is unknown, the image cannot be stored in it (e.g. a 3D
-        volume as PNG), or the file system refuses.
+        volume as PNG), or the file system refuses. The message names ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> d = tempfile.mkdtemp()
+    >>> img = Image(np.zeros((4, 4, 2), np.int16), np.diag([0.5, 0.5, 3.0, 1.0]))
+    >>> write_image(img, f"{d}/ct.nii.gz")
+    >>> read_image(f"{d}/ct.nii.gz").spacing
+    (0.5, 0.5, 3.0)
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     suffix = full_suffix(p)
+    if p.is_dir():
+        raise ImageWriteError(p, "is a directory; give a file name such as out.nii.gz")
     if suffix in (".dcm", ""):
         raise ImageWriteError(
             p, "write DICOM with medlens.io.write_dicom_seg or write_dicom_series, not write_image"
@@ -189,6 +271,12 @@ def write_image(image: Image, path: str | os.PathLike[str]) -> None:
         raise ImageWriteError(p, f"unknown image format {suffix!r}")
     if suffix in _2D_ONLY and image.spatial_ndim != 2:
         raise ImageWriteError(p, f"{suffix} holds 2D images; this one is {image.spatial_shape}")
+    if np.iscomplexobj(image.array) and suffix not in NIFTI_SUFFIXES:
+        raise ImageWriteError(
+            p, f"{suffix} cannot hold complex values; write the magnitude, or NIfTI"
+        )
+    if image.dtype == np.float16 and suffix not in NIFTI_SUFFIXES:
+        image = image.with_array(image.array.astype(np.float32))
     try:
         with atomic_path(p) as tmp:
             if suffix in NIFTI_SUFFIXES:
@@ -206,7 +294,10 @@ def write_image(image: Image, path: str | os.PathLike[str]) -> None:
                 sitk.WriteImage(simg, str(tmp), useCompression=suffix in (".nrrd", ".mha"))
     except GeometryError as e:
         raise ImageWriteError(p, str(e)) from e
-    except (RuntimeError, OSError) as e:
-        raise ImageWriteError(p, str(e).strip().splitlines()[-1] if str(e) else repr(e)) from e
+    except OSError as e:
+        raise ImageWriteError(p, e.strerror or str(e)) from e
+    except (RuntimeError, TypeError, ValueError) as e:
+        msg = str(e).strip()
+        raise ImageWriteError(p, _itk_reason(e) if isinstance(e, RuntimeError) else msg) from e
 
 

@@ -293,3 +293,126 @@ def test_reference_of_another_grid_is_refused(tmp_path, source, rng):
 
     with pytest.raises(ImageReadError, match="not a slice of the reference grid"):
         read_dicom_seg(out, reference=other)
+
+
+# --- SpacingBetweenSlices that disagrees with the slice positions (review item) -----------
+
+_GAP = 2.5  # slices every 2.5 mm, while SpacingBetweenSlices = SliceThickness = 5
+
+
+@pytest.fixture
+def overlapping_slices(tmp_path):
+    """An oblique 8-slice CT series from CT_small.dcm, 2.5 mm apart, tagged 5 mm apart."""
+    from pydicom.uid import generate_uid
+
+    src = pydicom.dcmread(sample("CT_small.dcm"))
+    row = np.array([np.cos(0.3), np.sin(0.3), 0.0])
+    col = np.array([0.0, np.cos(0.2), np.sin(0.2)])
+    col -= row * (row @ col)
+    col /= np.linalg.norm(col)
+    normal = np.cross(row, col)
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    series = generate_uid()
+    for k in range(8):
+        ds = src.copy()
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*row, *col)]
+        pos = np.array([-10.0, 20.0, 30.0]) + _GAP * k * normal
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in pos]
+        ds.SliceThickness = 5
+        ds.SpacingBetweenSlices = 5
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = generate_uid()
+        ds.InstanceNumber = 8 - k  # file order is not slice order
+        ds.save_as(folder / f"{k:02d}.dcm")
+    ct = read_image(folder)
+    assert ct.spatial_shape == (128, 128, 8)
+    assert ct.spacing[2] == pytest.approx(_GAP, abs=1e-5)  # from the positions, not the tag
+    return folder, ct
+
+
+def _sparse_labels(shape):
+    lab = np.zeros(shape, np.uint8)
+    lab[10:20, 10:30, 0] = 1
+    lab[40:50, 40:60, 4] = 1  # slices 1-3 (and 5-7) empty: not written as frames
+    return lab
+
+
+def test_seg_writes_the_measured_slice_gap_not_the_source_tag(tmp_path, overlapping_slices):
+    folder, ct = overlapping_slices
+    out = tmp_path / "seg.dcm"
+    write_dicom_seg(ct.with_array(_sparse_labels(ct.spatial_shape)), folder, out)
+    meas = pydicom.dcmread(out).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(meas.SpacingBetweenSlices) == pytest.approx(_GAP, abs=1e-5)
+    assert float(meas.SliceThickness) == 5.0  # the thickness is kept: it is true
+    assert [float(v) for v in meas.PixelSpacing] == [0.661468, 0.661468]
+    # the source files were not touched through highdicom's shared sequence
+    assert float(pydicom.dcmread(folder / "00.dcm").SpacingBetweenSlices) == 5.0
+
+
+def test_seg_round_trip_with_slices_closer_than_the_tag(tmp_path, overlapping_slices):
+    folder, ct = overlapping_slices
+    lab = _sparse_labels(ct.spatial_shape)
+    out = tmp_path / "seg.dcm"
+    write_dicom_seg(ct.with_array(lab), folder, out)
+    back = read_image(out)  # own grid: slice 0 to slice 4, 2.5 mm apart
+    assert back.spatial_shape == (128, 128, 5)
+    assert_allclose(back.affine, ct.affine, atol=1e-4, rtol=0)
+    assert_array_equal(back.array, lab[..., :5])
+    assert "read_warnings" not in back.meta
+    assert_array_equal(read_dicom_seg(out, reference=ct).array, lab)
+    # highdicom's own reading agrees on where the frames lie
+    _same(_highdicom_labels(out), Image(lab[..., :5], ct.affine), atol=1e-3)
+
+
+def test_seg_reader_trusts_positions_over_a_contradicting_tag(tmp_path, overlapping_slices):
+    folder, ct = overlapping_slices
+    lab = _sparse_labels(ct.spatial_shape)
+    lab[5:8, 5:8, 1] = 1  # frames at slices 0, 1 and 4: 0, 2.5 and 10 mm
+    out = tmp_path / "seg.dcm"
+    write_dicom_seg(ct.with_array(lab), folder, out)
+    ds = pydicom.dcmread(out)
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SpacingBetweenSlices = 5
+    ds.save_as(out)  # as a writer that copies the source's tag would have made it
+    back = read_image(out)
+    assert back.spatial_shape == (128, 128, 5)
+    assert_allclose(back.affine, ct.affine, atol=1e-4, rtol=0)
+    assert_array_equal(back.array, lab[..., :5])
+    assert any("contradicts the frame positions" in w for w in back.meta["read_warnings"])
+
+
+def test_seg_reader_without_tag_uses_a_fraction_of_the_gaps(tmp_path, overlapping_slices):
+    folder, ct = overlapping_slices
+    lab = np.zeros(ct.spatial_shape, np.uint8)
+    lab[1:3, 1:3, [0, 3, 5]] = 1  # gaps 7.5 and 5 mm: on a 2.5 mm grid
+    out = tmp_path / "seg.dcm"
+    write_dicom_seg(ct.with_array(lab), folder, out)
+    ds = pydicom.dcmread(out)
+    del ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SpacingBetweenSlices
+    ds.save_as(out)
+    back = read_image(out)
+    assert back.spacing[2] == pytest.approx(_GAP, abs=1e-5)
+    assert_array_equal(back.array, lab[..., :6])
+
+
+def test_seg_frames_off_any_grid_are_refused(tmp_path, overlapping_slices):
+    from medlens.io import ImageReadError
+
+    folder, ct = overlapping_slices
+    lab = _sparse_labels(ct.spatial_shape)
+    lab[5:8, 5:8, 1] = 1
+    out = tmp_path / "seg.dcm"
+    write_dicom_seg(ct.with_array(lab), folder, out)
+    ds = pydicom.dcmread(out)
+    normal_lps = ct.affine[:3, 2] / np.linalg.norm(ct.affine[:3, 2]) * [-1.0, -1.0, 1.0]
+    planes = [fg.PlanePositionSequence[0] for fg in ds.PerFrameFunctionalGroupsSequence]
+    along = [np.array([float(v) for v in pl.ImagePositionPatient]) @ normal_lps for pl in planes]
+    last = planes[int(np.argmax(along))]
+    moved = np.array([float(v) for v in last.ImagePositionPatient]) + 1.1 * normal_lps
+    last.ImagePositionPatient = [f"{v:.6f}" for v in moved]  # 0, 2.5, 11.1 mm
+    ds.save_as(out)
+    with pytest.raises(ImageReadError, match=r"not on a grid") as err:
+        read_image(out)
+    assert "SpacingBetweenSlices (2.5 mm)" in str(err.value)
+    assert "pass reference=" in str(err.value)
+

@@ -99,8 +99,13 @@ def read_dicom_seg(
         The labels are then placed on its grid: same shape and affine, slices
         without any segment are zero. Without it the grid is built from the SEG's
         own frames: from the first to the last segmented slice, with the spacing
-        of the Pixel Measures (SpacingBetweenSlices), else the smallest gap between
-        frame positions; empty slices between them are zero.
+        of the Pixel Measures (SpacingBetweenSlices) when the frame positions lie on
+        it, else the measured smallest gap between frame positions (or an integer
+        fraction of the tag or that gap, up to 1/8, when frames were left out);
+        empty slices between them are zero. A tag that contradicts the positions is
+        noted in ``meta["read_warnings"]``. Frames two or more slices apart whose
+        tag is a multiple of the true slice gap cannot be told from a coarser grid:
+        pass ``reference`` then.
     as_channels : bool, optional
         Return one binary ``uint8`` channel per segment, ``(n_segments, I, J, K)``,
         instead of a label map. Use it when segments overlap.
@@ -118,8 +123,8 @@ def read_dicom_seg(
     Raises
     ------
     ImageReadError
-        If the file is not a valid SEG, its frames have no plane positions, or a
-        frame does not fall on the grid (or on ``reference``'s grid).
+        If the file is not a valid SEG, its frames have no plane positions, or the
+        frame positions fit no slice grid (or ``reference``'s grid).
 
     Examples
     --------
@@ -167,7 +172,7 @@ def _read_seg(
     if reference is not None:
         affine_ras, shape, k_index = _on_reference(p, frames, reference, rows, cols)
     else:
-        affine_ras, shape, k_index = _own_grid(p, ds, frames, rows, cols)
+        affine_ras, shape, k_index = _own_grid(p, ds, frames, rows, cols, notes)
     n_seg = max(numbers)
     if as_channels:
         out = np.zeros((n_seg, *shape), dtype=np.uint8)
@@ -214,7 +219,7 @@ def _read_seg(
 
 
 def _own_grid(
-    p: Path, ds: Dataset, frames: Sequence[_Frame], rows: int, cols: int
+    p: Path, ds: Dataset, frames: Sequence[_Frame], rows: int, cols: int, notes: list[str]
 ) -> tuple[npt.NDArray[np.float64], tuple[int, int, int], list[int]]:
     ori = frames[0].orientation
     assert ori is not None
@@ -227,30 +232,32 @@ def _own_grid(
         if not reps or d[f] - d[reps[-1]] > _POSITION_ATOL:
             reps.append(int(f))
     stack_frames = [frames[i] for i in reps]
-    spacing = None
-    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
-    meas = shared.get("PixelMeasuresSequence") if shared is not None else None
-    if meas:
-        v = meas[0].get("SpacingBetweenSlices")
-        if v not in (None, "") and float(v) > 0:
-            spacing = float(v)
-    gaps = np.diff(d[reps])
-    if spacing is None:
-        spacing = float(gaps.min()) if len(gaps) else None
+    tag = _tag_slice_spacing(ds)
     if len(reps) == 1:
-        st = _stack(stack_frames, p, rows=rows, cols=cols, slice_spacing_hint=spacing or 1.0)
+        st = _stack(stack_frames, p, rows=rows, cols=cols, slice_spacing_hint=tag or 1.0)
         lps = st.affine_lps
         n = 1
+        spacing = tag or 1.0
     else:
-        assert spacing is not None
-        steps = (d[reps] - d[reps[0]]) / spacing
-        if np.abs(steps - np.round(steps)).max() > 0.01:
+        offsets = d[reps] - d[reps[0]]
+        fitted = _grid_spacing(offsets, tag)
+        if fitted is None:
+            said = f"SpacingBetweenSlices ({tag:g} mm), " if tag else ""
             raise ImageReadError(
                 p,
                 f"SEG frame positions along the normal ({np.round(d[reps], 4).tolist()} mm) "
-                f"are not on a grid of {spacing:g} mm",
+                f"are not on a grid: neither {said}the smallest gap between them "
+                f"({float(np.diff(offsets).min()):g} mm) nor a fraction of it down to "
+                f"1/{_MAX_GRID_DIVISOR} fits; pass reference= to place the frames on their "
+                "source image",
             )
-        n = round(float(steps[-1])) + 1
+        spacing = fitted
+        if tag is not None and spacing != tag:
+            notes.append(
+                f"SpacingBetweenSlices {tag:g} mm contradicts the frame positions; used "
+                f"their measured gap, {spacing:.6g} mm"
+            )
+        n = round(float(offsets[-1] / spacing)) + 1
         lps = np.eye(4)
         sp = frames[0].spacing
         col_sp, row_sp = (1.0, 1.0) if sp is None else (float(sp[1]), float(sp[0]))
@@ -259,10 +266,55 @@ def _own_grid(
         lps[:3, 2] = normal * spacing
         lps[:3, 3] = np.asarray(frames[reps[0]].position)
     affine = lps_to_ras(lps)
-    step = spacing or 1.0
-    k_index = [round(float(d[f] - d[reps[0]]) / step) for f in range(len(frames))]
+    k_index = [round(float(d[f] - d[reps[0]]) / spacing) for f in range(len(frames))]
     _check_in_plane(p, frames, lps, k_index)
     return affine, (cols, rows, n), k_index
+
+
+def _tag_slice_spacing(ds: Dataset) -> float | None:
+    """SpacingBetweenSlices of the shared Pixel Measures, if present and positive."""
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+    meas = shared.get("PixelMeasuresSequence") if shared is not None else None
+    if not meas:
+        return None
+    v = meas[0].get("SpacingBetweenSlices")
+    try:
+        return float(v) if v not in (None, "") and float(v) > 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
+_MAX_GRID_DIVISOR = 8
+
+
+def _on_grid(offsets: npt.NDArray[np.float64], step: float) -> bool:
+    steps = offsets / step
+    return bool(np.abs(steps - np.round(steps)).max() <= 0.01)
+
+
+def _grid_spacing(offsets: npt.NDArray[np.float64], tag: float | None) -> float | None:
+    """Slice step that puts every frame offset (mm from the first, ascending) on a grid.
+
+    The tag (SpacingBetweenSlices) wins when the positions agree with it; when they
+    contradict it (a writer that copied the source's slice thickness-like value),
+    the measured smallest gap is used, as the series reader uses positions, then
+    an integer fraction (up to 1/8) of the tag or of that gap (frames left out
+    because they were empty).
+    """
+    smallest = float(np.diff(offsets).min())
+    candidates = [] if tag is None else [tag]
+    candidates.append(smallest)
+    for m in range(2, _MAX_GRID_DIVISOR + 1):
+        if tag is not None:
+            candidates.append(tag / m)
+        candidates.append(smallest / m)
+    for step in candidates:
+        if _on_grid(offsets, step):
+            if step == tag:
+                return step
+            k = np.round(offsets / step)
+            return float(offsets @ k / (k @ k))  # least-squares step over all frames
+    return None
 
 
 def _check_in_plane(
@@ -492,11 +544,41 @@ def write_dicom_seg(
         )
     except (ValueError, TypeError, AttributeError, KeyError) as e:
         raise ImageWriteError(out, f"highdicom cannot build the SEG: {e}") from e
+    _set_slice_gap(seg, labels)
     try:
         with atomic_path(out) as tmp:
             seg.save_as(tmp)
     except OSError as e:
         raise ImageWriteError(out, str(e)) from e
+
+
+def _set_slice_gap(seg: Dataset, labels: Image) -> None:
+    """Put the measured slice gap into the SEG's shared Pixel Measures.
+
+    highdicom copies the source's Pixel Measures, whose SpacingBetweenSlices is
+    often the slice thickness (5 mm slices every 2.5 mm) or missing (it even
+    replaces Pixel Measures passed to it by the source's when the pixel spacing
+    agrees). A reader rebuilds the grid from that tag when empty frames are left
+    out, so it must be the gap along the normal between the labels' slices, which
+    the series reader measured from the positions (the labels' affine). A single
+    slice has no measured gap: the source's values are kept.
+    """
+    from copy import deepcopy
+
+    from pydicom.valuerep import format_number_as_ds
+
+    if labels.spatial_shape[2] < 2:
+        return
+    lin = np.asarray(labels.affine, dtype=np.float64)[:3, :3]
+    normal = np.cross(lin[:, 0], lin[:, 1])
+    normal /= np.linalg.norm(normal)
+    gap = abs(float(lin[:, 2] @ normal))
+    shared = (seg.get("SharedFunctionalGroupsSequence") or [None])[0]
+    if shared is None or not shared.get("PixelMeasuresSequence"):
+        return
+    meas = deepcopy(shared.PixelMeasuresSequence)  # may be the source's own sequence
+    meas[0].SpacingBetweenSlices = format_number_as_ds(gap)
+    shared.PixelMeasuresSequence = meas
 
 
 def _source_grid(

@@ -47,6 +47,8 @@ def test_tiny_phantom_demo_end_to_end(tmp_path):
             "--cache-dir",
             str(tmp_path / "cache"),
             "--quiet",
+            "--n-cases",
+            "3",
         ]
     )
     assert code == 0

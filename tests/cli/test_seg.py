@@ -79,6 +79,30 @@ def test_predict_file_and_folder(work, tmp_path):
     np.testing.assert_array_equal(read_image(ens).array[clear], read_image(out).array[clear])
 
 
+def test_dicom_series_in_dicom_seg_out(work, tmp_path):
+    from medlens.io import write_dicom_series
+
+    _, ds, w = work
+    img = read_image(ds / "imagesTs" / "test00_0000.nii.gz")
+    arr = np.round(np.asarray(img.array) * 100).astype(np.int16)
+    write_dicom_series(Image(arr, img.affine), tmp_path / "series", modality="MR")
+    out = tmp_path / "seg.dcm"
+    assert (
+        main(
+            ["seg", "predict", str(w / "model"), str(tmp_path / "series"), str(out), "--no-mirror"]
+        )
+        == 0
+    )
+    import pydicom
+
+    dcm = pydicom.dcmread(out)
+    assert dcm.Modality == "SEG"
+    src = read_image(tmp_path / "series")
+    seg = read_image(out)
+    assert seg.spatial_shape == src.spatial_shape
+    np.testing.assert_allclose(seg.affine, src.affine, atol=1e-3)
+
+
 def test_stats_json_csv(tmp_path, capsys):
     m = np.zeros((5, 5, 2), np.uint8)
     m[1:3, 1:3, 0] = 1

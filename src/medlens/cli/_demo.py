@@ -266,7 +266,8 @@ def run_demo(
 
     kw: dict[str, Any] = {}
     if dataset == "phantom-kidney":
-        kw = {"n_cases": n_cases or 8, "n_test": 2}
+        n = n_cases or 8
+        kw = {"n_cases": n, "n_test": 2 if n >= 6 else 1}
     ds = datasets.fetch(dataset, cache_dir=cache_dir, **kw)
     raw = datasets.export_nnunet(ds, outp / "raw", overwrite=True)
     t = lap("fetch + export (nnU-Net raw layout)", t0)
@@ -477,6 +478,9 @@ def demo(
     ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Dataset cache folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    n_cases: int | None = typer.Option(
+        None, "--n-cases", help="phantom-kidney only: number of phantoms (default 8)."
+    ),
 ) -> None:
     """Run the whole segmentation pipeline on a sample dataset and write an HTML report."""
     run_demo(
@@ -485,4 +489,5 @@ def demo(
         time_budget_s=parse_duration(time_budget),
         cache_dir=cache_dir,
         progress=not quiet,
+        n_cases=n_cases,
     )

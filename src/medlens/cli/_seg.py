@@ -287,8 +287,9 @@ def _write_dicom_seg(lab: object, source: Path, target: Path, pred: object) -> N
             "lacks; "
             "give a .nii.gz output name instead"
         )
-    names = {int(v): k for k, v in pred.plans.labels.items() if isinstance(v, int) and v != 0}  # type: ignore[attr-defined]
-    writer(lab, source, target, labels=names)
+    labels = pred.plans.labels  # type: ignore[attr-defined]
+    names = {int(v): k for k, v in labels.items() if isinstance(v, int) and v != 0}
+    writer(lab, source, target, segment_names=names, algorithm_name="medlens.segmentation")
 
 
 @app.command("ensemble")

@@ -553,7 +553,8 @@ class _Driver:
             return lev.points[idx], fv[idx], wv[idx]
         # Mutual information: random off-grid positions (elastix's random-coordinate
         # sampler), interpolating the fixed image too, so that interpolation
-        # smoothing does not bias MI towards sub-voxel shifts.
+        # smoothing does not bias MI towards sub-voxel shifts. (For MSE the
+        # off-grid sampling measured worse on the 3D affine benchmark pair.)
         shape = lev.fixed_t.shape
         size = torch.tensor(list(shape), dtype=self.dtype, device=self.device)
         grid_idx = torch.stack(torch.unravel_index(idx, tuple(shape)), dim=1).to(self.dtype)

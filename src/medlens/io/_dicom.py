@@ -158,8 +158,26 @@ def _is_segmentation(ds: Dataset) -> bool:
     )
 
 
+_MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+
+def _is_dicomdir(ds: Dataset) -> bool:
+    """Whether ``ds`` is a DICOMDIR (Media Storage Directory): an index, not an image."""
+    meta = getattr(ds, "file_meta", None)
+    sop = meta.get("MediaStorageSOPClassUID") if meta is not None else None
+    return str(sop or "") == _MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds
+
+
 def _check_has_image(ds: Dataset, path: Path) -> list[str]:
     """Raise unless ``ds`` holds decodable pixel data; return notes for ``meta``."""
+    if _is_dicomdir(ds):
+        raise UnsupportedFormatError(
+            path,
+            "a DICOMDIR (Media Storage Directory) is an index of the files on a DICOM "
+            f"medium and holds no image; pass its folder instead: {path.parent} "
+            "(`medlens info` lists the series there; read_image(folder, series_uid=...) "
+            "reads one)",
+        )
     has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
     modality = str(ds.get("Modality", ""))
     if not has_pixels:
@@ -970,8 +988,7 @@ def _scan(folder: Path) -> tuple[dict[str, list[tuple[Path, Dataset]]], list[str
             except Exception as e:  # any broken header: skip the file, say why if nothing is left
                 skipped.append(f"{f.name}: unreadable header ({type(e).__name__})")
                 continue
-        sop = str(ds.get("SOPClassUID", ds.file_meta.get("MediaStorageSOPClassUID", "")))
-        if sop == "1.2.840.10008.1.3.10":  # Media Storage Directory (DICOMDIR)
+        if _is_dicomdir(ds):
             continue
         uid = str(ds.get("SeriesInstanceUID", "")).strip()
         if not uid:

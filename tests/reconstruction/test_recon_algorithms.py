@@ -75,7 +75,7 @@ def consistent() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def test_cg_sense_exact_on_consistent_data(consistent) -> None:
     maps, x, mask, y = consistent
-    xr = sense_reconstruction(y, maps, mask=mask, max_iter=100, tol=1e-12)
+    xr = sense_reconstruction(y, maps, mask=mask, max_iter=100, tol=1e-12, discrepancy=None)
     np.testing.assert_allclose(xr, x, rtol=1e-6, atol=1e-6)
 
 
@@ -83,7 +83,9 @@ def test_cg_sense_tikhonov_matches_normal_equations(consistent) -> None:
     maps, _, mask, y = consistent
     a = sense_operator(maps, mask)
     lam = 0.1
-    xr = sense_reconstruction(y, maps, mask=mask, lamda=lam, max_iter=200, tol=1e-12)
+    xr = sense_reconstruction(
+        y, maps, mask=mask, lamda=lam, max_iter=200, tol=1e-12, discrepancy=None
+    )
     # the optimality condition (A^H A + lam L I) x = A^H y, L = max_r sum_c |S_c|^2 = 1
     np.testing.assert_allclose(a.N(xr) + lam * xr, a.H(y), rtol=1e-8, atol=1e-8)
 

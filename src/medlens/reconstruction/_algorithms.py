@@ -25,10 +25,11 @@ import numpy.typing as npt
 from medlens.reconstruction._coils import rss
 from medlens.reconstruction._fft import ifft2c
 from medlens.reconstruction._linop import FiniteDifference, Linop, Wavelet, sense_operator
-from medlens.reconstruction._masks import acs_bounds
+from medlens.reconstruction._masks import acs_bounds, calibration_size
 
 __all__ = [
     "IterationInfo",
+    "calibration_noise_level",
     "conjugate_gradient",
     "fista",
     "grappa",
@@ -270,16 +271,22 @@ def sense_reconstruction(
     *,
     mask: npt.ArrayLike | None = None,
     lamda: float = 0.0,
-    max_iter: int = 10,
+    max_iter: int = 30,
     tol: float = 1e-6,
+    discrepancy: float | None = None,
     x0: np.ndarray | None = None,
     callback: Callback | None = None,
 ) -> np.ndarray:
     """CG-SENSE: ``min ||M F S x - y||^2 + lamda ||x||^2`` by conjugate gradients.
 
-    A small iteration budget regularises as well (CG's early stopping); with
-    ``lamda = 0`` the default of 10 iterations is what SigPy's and BART's
-    examples use.
+    The iteration budget regularises as well (CG's early stopping; 30 was the
+    best fixed budget on MNI152 development slices at 4x and 8x). With
+    ``discrepancy`` set, CG instead stops at
+    the first iterate whose data residual ``||A x - y||`` falls below
+    ``discrepancy * sqrt(2 M) * sigma`` (Morozov's discrepancy principle; ``M``
+    the number of sampled values, ``sigma`` the noise level measured on the
+    calibration region by :func:`calibration_noise_level`), i.e. once the
+    remaining misfit is what noise alone explains.
 
     Parameters
     ----------
@@ -292,9 +299,13 @@ def sense_reconstruction(
     lamda : float
         Tikhonov weight, relative to the largest eigenvalue of ``A^H A``.
     max_iter : int
-        CG iterations.
+        Most CG iterations.
     tol : float
-        Relative residual tolerance.
+        Relative residual tolerance of the normal equations.
+    discrepancy : float or None
+        Discrepancy-principle factor (None, the default, runs ``max_iter``
+        iterations or to ``tol``; the principle tends to stop early on
+        noisy data).
     x0 : numpy.ndarray, optional
         Initial image.
     callback : callable, optional
@@ -315,24 +326,45 @@ def sense_reconstruction(
     >>> x = rng.normal(size=(8, 8)) + 0j
     >>> mask = np.array([1, 1, 0, 1, 1, 1, 0, 1], bool)
     >>> y = fft2c(maps * x) * mask
-    >>> xr = sense_reconstruction(y, maps, mask=mask, max_iter=200)
+    >>> xr = sense_reconstruction(y, maps, mask=mask, max_iter=200, discrepancy=None)
     >>> bool(np.allclose(xr, x, atol=1e-4))
     True
     """
     y, m = _prepare(kspace, mask)
     s = np.asarray(maps).astype(y.dtype, copy=False)
     a = sense_operator(s, m)
-    scale = _lipschitz(s)
-    lam = lamda * scale
-    b = a.H(y)
-
-    def normal(v: np.ndarray) -> np.ndarray:
-        out = a.H(a(v))
-        if lam:
-            out = out + lam * v
-        return out
-
-    return conjugate_gradient(normal, b, x0, max_iter=max_iter, tol=tol, callback=callback)
+    lam = lamda * _lipschitz(s)
+    stop = 0.0
+    if discrepancy is not None:
+        n_sampled = int(np.count_nonzero(np.broadcast_to(m, y.shape)))
+        stop = discrepancy * math.sqrt(2.0 * n_sampled) * calibration_noise_level(y, m)
+    x = np.zeros(y.shape[1:], dtype=y.dtype) if x0 is None else x0.astype(y.dtype, copy=True)
+    r_data = y - a(x) if x0 is not None else y.copy()  # data residual y - A x
+    r = a.H(r_data) - lam * x  # normal-equation residual
+    p = r.copy()
+    rr = float(np.vdot(r, r).real)
+    bnorm = math.sqrt(rr) or 1.0
+    for it in range(max_iter):
+        if math.sqrt(rr) <= tol * bnorm:
+            break
+        if stop and float(np.linalg.norm(r_data)) <= stop:
+            break
+        ap_data = a(p)
+        ap = a.H(ap_data) + lam * p
+        denom = float(np.vdot(p, ap).real)
+        if denom <= 0:
+            break
+        alpha = rr / denom
+        x += alpha * p
+        r_data -= alpha * ap_data
+        r -= alpha * ap
+        rr_new = float(np.vdot(r, r).real)
+        p *= rr_new / rr
+        p += r
+        rr = rr_new
+        if callback is not None:
+            callback(IterationInfo(it + 1, max_iter, math.sqrt(rr) / bnorm))
+    return x
 
 
 def mad_noise_level(image: npt.ArrayLike) -> float:
@@ -377,6 +409,71 @@ def mad_noise_level(image: npt.ArrayLike) -> float:
     return float(np.median(coeffs) / 0.6745)
 
 
+def calibration_noise_level(
+    kspace: npt.ArrayLike,
+    mask: npt.ArrayLike | None = None,
+    *,
+    kernel_size: int = 6,
+    max_calib: int = 24,
+) -> float:
+    """Noise standard deviation (per real component) from the calibration region.
+
+    The calibration matrix of ``kernel_size`` x ``kernel_size`` blocks of the
+    fully sampled centre has a low-rank signal part (the ESPIRiT signal
+    space) plus noise; the lower half of its singular values is noise. Their
+    median, divided by the same statistic of a pure unit-variance noise matrix
+    of the same shape (drawn with a fixed seed), estimates the noise level.
+
+    Parameters
+    ----------
+    kspace : array_like, shape (C, H, W)
+        Zero-filled centred k-space.
+    mask : array_like of bool, optional
+        Sampling mask (inferred if None), to locate the calibration region.
+    kernel_size : int
+        Block width.
+    max_calib : int
+        Largest calibration box side used.
+
+    Returns
+    -------
+    float
+        Estimated noise standard deviation per real component of a sample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> shape = (4, 32, 32)
+    >>> noise = rng.normal(scale=0.1, size=shape) + 1j * rng.normal(scale=0.1, size=shape)
+    >>> 0.08 < calibration_noise_level(noise) < 0.12
+    True
+    """
+    k = np.asarray(kspace)
+    m = infer_mask(k) if mask is None else np.asarray(mask, dtype=bool)
+    cy, cx = calibration_size(m, (k.shape[-2], k.shape[-1]))
+    cy, cx = min(cy, max_calib), min(cx, max_calib)
+    h, w = k.shape[-2:]
+    cal = k[:, h // 2 - cy // 2 : h // 2 - cy // 2 + cy, w // 2 - cx // 2 : w // 2 - cx // 2 + cx]
+    ks = min(kernel_size, cy, cx)
+    blocks = np.lib.stride_tricks.sliding_window_view(cal, (ks, ks), axis=(1, 2))
+    mat = blocks.transpose(1, 2, 0, 3, 4).reshape(-1, k.shape[0] * ks * ks).astype(np.complex128)
+
+    def stat(a: np.ndarray) -> float:
+        sv = np.linalg.svd(a, compute_uv=False)
+        return float(np.median(sv[len(sv) // 2 :]))
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(mat.shape) + 1j * rng.standard_normal(mat.shape)
+    return stat(mat) / stat(ref)
+
+
+def _auto_lambda(
+    y: np.ndarray, mask: np.ndarray, b: np.ndarray, noise_factor: float, floor_factor: float
+) -> float:
+    return noise_factor * calibration_noise_level(y, mask) + floor_factor * mad_noise_level(b)
+
+
 def _prepare_iterative(
     kspace: npt.ArrayLike, maps: npt.ArrayLike, mask: npt.ArrayLike | None
 ) -> tuple[np.ndarray, np.ndarray, Linop, float]:
@@ -393,11 +490,12 @@ def l1_wavelet_reconstruction(
     *,
     mask: npt.ArrayLike | None = None,
     lamda: float | None = None,
-    lamda_factor: float = 0.07,
+    noise_factor: float = 0.05,
+    lamda_factor: float = 0.01,
     wavelet: str = "db4",
     level: int | None = None,
-    max_iter: int = 40,
-    tol: float = 1e-4,
+    max_iter: int = 100,
+    tol: float = 1e-5,
     warm_start: int = 5,
     callback: Callback | None = None,
 ) -> np.ndarray:
@@ -415,10 +513,14 @@ def l1_wavelet_reconstruction(
     mask : array_like of bool, optional
         Sampling mask (inferred if None).
     lamda : float, optional
-        Absolute regularisation weight; if None,
-        ``lamda_factor * mad_noise_level(A^H y)``.
+        Absolute regularisation weight; if None, ``noise_factor *
+        calibration_noise_level(y) + lamda_factor * mad_noise_level(A^H y)``:
+        proportional to the noise measured on the calibration region, plus a
+        small floor from the image's finest wavelet band.
+    noise_factor : float
+        Multiplier of the calibration-region noise level.
     lamda_factor : float
-        Multiplier of the data-driven noise level when ``lamda`` is None.
+        Multiplier of the finest-band level (the floor for noiseless data).
     wavelet : str
         Orthogonal PyWavelets wavelet.
     level : int, optional
@@ -444,15 +546,24 @@ def l1_wavelet_reconstruction(
     """
     y, s, a, lip = _prepare_iterative(kspace, maps, mask)
     b = a.H(y)
-    lam = lamda_factor * mad_noise_level(b) if lamda is None else float(lamda)
+    lam = (
+        _auto_lambda(y, infer_mask(y) if mask is None else np.asarray(mask, bool), b,
+                     noise_factor, lamda_factor)
+        if lamda is None
+        else float(lamda)
+    )  # fmt: skip
     wav = Wavelet(b.shape, wavelet=wavelet, level=level)
     approx = _approximation_slice(wav)
     x0 = (
-        sense_reconstruction(y, s, mask=mask, max_iter=warm_start) if warm_start > 0 else b.copy()
+        sense_reconstruction(y, s, mask=mask, max_iter=warm_start, discrepancy=None)
+        if warm_start > 0
+        else b.copy()
     )
 
     def gradient(x: np.ndarray) -> np.ndarray:
         return a.H(a(x) - y)
+
+    support = _support(s)
 
     def prox(v: np.ndarray, t: float) -> np.ndarray:
         c = wav(v)
@@ -460,9 +571,16 @@ def l1_wavelet_reconstruction(
         mag = np.abs(c)
         c *= np.maximum(1 - lam * t / np.maximum(mag, 1e-30), 0)
         c[approx] = keep
-        return wav.H(c)
+        out = wav.H(c)
+        return out if support is None else out * support
 
     return fista(gradient, prox, x0, step=1.0 / lip, max_iter=max_iter, tol=tol, callback=callback)
+
+
+def _support(maps: np.ndarray) -> np.ndarray | None:
+    """Pixels some coil sees (None if all): outside, the data say nothing and x stays 0."""
+    sup = np.any(maps != 0, axis=0)
+    return None if sup.all() else sup
 
 
 def _approximation_slice(wav: Wavelet) -> tuple[slice, ...]:
@@ -498,10 +616,11 @@ def tv_reconstruction(
     *,
     mask: npt.ArrayLike | None = None,
     lamda: float | None = None,
-    lamda_factor: float = 0.4,
-    max_iter: int = 40,
-    inner_iter: int = 10,
-    tol: float = 1e-4,
+    noise_factor: float = 0.75,
+    lamda_factor: float = 0.03,
+    max_iter: int = 60,
+    inner_iter: int = 5,
+    tol: float = 1e-5,
     warm_start: int = 5,
     callback: Callback | None = None,
 ) -> np.ndarray:
@@ -521,9 +640,12 @@ def tv_reconstruction(
     mask : array_like of bool, optional
         Sampling mask (inferred if None).
     lamda : float, optional
-        Absolute TV weight; if None ``lamda_factor * mad_noise_level(A^H y)``.
+        Absolute TV weight; if None, ``noise_factor *
+        calibration_noise_level(y) + lamda_factor * mad_noise_level(A^H y)``.
+    noise_factor : float
+        Multiplier of the calibration-region noise level.
     lamda_factor : float
-        Multiplier of the data-driven noise level when ``lamda`` is None.
+        Multiplier of the finest-band level (the floor for noiseless data).
     max_iter : int
         Outer FISTA iterations.
     inner_iter : int
@@ -547,17 +669,28 @@ def tv_reconstruction(
     """
     y, s, a, lip = _prepare_iterative(kspace, maps, mask)
     b = a.H(y)
-    lam = lamda_factor * mad_noise_level(b) if lamda is None else float(lamda)
+    lam = (
+        _auto_lambda(y, infer_mask(y) if mask is None else np.asarray(mask, bool), b,
+                     noise_factor, lamda_factor)
+        if lamda is None
+        else float(lamda)
+    )  # fmt: skip
     grad = FiniteDifference(b.shape)
-    x0 = sense_reconstruction(y, s, mask=mask, max_iter=warm_start) if warm_start > 0 else b.copy()
+    x0 = (
+        sense_reconstruction(y, s, mask=mask, max_iter=warm_start, discrepancy=None)
+        if warm_start > 0
+        else b.copy()
+    )
     state = {"p": np.zeros(grad.oshape, dtype=b.dtype)}
 
     def gradient(x: np.ndarray) -> np.ndarray:
         return a.H(a(x) - y)
 
+    support = _support(s)
+
     def prox(v: np.ndarray, t: float) -> np.ndarray:
         out, state["p"] = _tv_denoise(v, lam * t, state["p"], grad, inner_iter)
-        return out
+        return out if support is None else out * support
 
     return fista(gradient, prox, x0, step=1.0 / lip, max_iter=max_iter, tol=tol, callback=callback)
 

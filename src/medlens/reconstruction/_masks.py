@@ -23,6 +23,7 @@ __all__ = [
     "EquiSpacedMaskFunc",
     "RandomMaskFunc",
     "acs_bounds",
+    "calibration_size",
     "cmrxrecon_mask",
     "default_center_fraction",
     "equispaced_mask",
@@ -579,3 +580,50 @@ def poisson_disc_mask(
             hi = mid
     assert best is not None
     return np.asarray(best)
+
+
+def calibration_size(mask: npt.ArrayLike, shape: tuple[int, int]) -> tuple[int, int]:
+    """Size ``(rows, cols)`` of the fully sampled centred calibration box of a mask.
+
+    Parameters
+    ----------
+    mask : array_like of bool
+        ``(W,)`` line mask or ``(H, W)`` 2D mask.
+    shape : tuple of int
+        ``(H, W)`` of k-space.
+
+    Returns
+    -------
+    tuple of int
+        For a line mask a square box as wide as the ACS block; for a 2D mask
+        the largest fully sampled centred square.
+
+    Raises
+    ------
+    ValueError
+        If the centre of k-space is not sampled.
+
+    Examples
+    --------
+    >>> m = np.zeros(64, bool); m[24:40] = True
+    >>> calibration_size(m, (64, 64))
+    (16, 16)
+    """
+    m = np.asarray(mask, dtype=bool)
+    h, w = shape
+    if m.ndim == 1:
+        a0, a1 = acs_bounds(m)
+        # the largest box centred as the calibration code centres it (start n//2 before W//2)
+        n = a1 - a0
+        while n > 1 and not (w // 2 - n // 2 >= a0 and w // 2 - n // 2 + n <= a1):
+            n -= 1
+        return min(n, h), n
+    if not m[h // 2, w // 2]:
+        raise ValueError("the centre of k-space is not sampled: there is no calibration region")
+    n = 1
+    while n + 1 <= min(h, w):
+        y0, x0 = h // 2 - (n + 1) // 2, w // 2 - (n + 1) // 2
+        if not m[y0 : y0 + n + 1, x0 : x0 + n + 1].all():
+            break
+        n += 1
+    return n, n

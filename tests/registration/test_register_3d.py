@@ -23,7 +23,7 @@ from medlens.registration import (
     warp_image,
 )
 
-from .conftest import grid_points
+from .conftest import brain_at, grid_points
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -31,9 +31,14 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / (a.sum() + b.sum()))
 
 
-@pytest.mark.parametrize("model", ["rigid", "affine"])
-def test_recovers_known_linear_transform(brain4mm: tuple[Image, Image], model: str) -> None:
-    fixed, _ = brain4mm
+@pytest.mark.parametrize(
+    ("case_id", "model"),
+    [("itk_kmeanstest", "rigid"), ("itk_kmeanstest", "affine"), ("colin27", "rigid"),
+     ("colin27", "affine")],
+)
+def test_recovers_known_linear_transform(case_id: str, model: str) -> None:
+    # colin27 (181x217x181 @ 1 mm) at 4 mm is 45x54x45; the ITK T1 at 4 mm is 64x64x47
+    fixed, _ = brain_at(case_id, 4.0)
     c = center_of_mass(fixed)
     truth = rigid_transform((0.08, -0.05, 0.12), (4.0, -6.0, 3.0), center=c)
     if model == "affine":

@@ -190,6 +190,9 @@ def write_transform(transform: Transform, path: str | Path) -> Path:
 def read_transform(path: str | Path) -> Transform:
     """Read an ITK transform file written by medlens, SimpleITK, elastix-to-ITK or Slicer.
 
+    The file's transform maps fixed-space points to moving-space points (ITK's
+    convention); so does the returned medlens transform, in RAS+ mm.
+
     Raises
     ------
     TransformError

@@ -52,6 +52,10 @@ def nnunet_problems(folder: Path) -> list[str]:
     ids = identifiers(folder / "imagesTr", ending)
     if len(ids) != meta["numTraining"]:
         problems.append(f"numTraining {meta['numTraining']} but {len(ids)} cases in imagesTr")
+    if not ids:
+        # verify_dataset_integrity picks the image reader from the first training case:
+        # dataset[dataset.keys().__iter__().__next__()] raises StopIteration on none
+        problems.append("no training case: nnU-Net needs at least one to pick a reader")
     values = sorted(meta["labels"].values())
     if meta["labels"].get("background") != 0:
         problems.append("labels has no background = 0")

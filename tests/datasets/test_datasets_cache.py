@@ -101,3 +101,53 @@ def test_outdated_builder_output_is_rebuilt(no_download):
     write_manifest(ds.root)  # intact, but outdated
     again = fetch("registration-2d")
     assert json.loads((again.root / RECORD).read_text())["builder_version"] == 1
+
+
+def test_cache_that_is_a_file_is_a_path_error(tmp_path):
+    from medlens.datasets import DatasetError, DatasetPathError
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(DatasetPathError) as err:
+        fetch("phantom-kidney", n_cases=1, cache_dir=afile)
+    e = err.value
+    assert isinstance(e, DatasetError) and isinstance(e, OSError)  # old handlers still catch it
+    assert e.path == str(afile) and e.reason == "dataset cache: is a file, not a folder"
+    assert str(e) == f"{afile}: dataset cache: is a file, not a folder"
+    assert afile.read_text() == "x"
+
+
+def test_unwritable_place_for_the_cache_is_a_path_error(monkeypatch):
+    from medlens.datasets import DatasetPathError
+
+    monkeypatch.setenv("MEDLENS_DATA", "/proc/nope")
+    with pytest.raises(DatasetPathError, match=r"^/proc/nope: dataset cache: "):
+        fetch("phantom-kidney", n_cases=1)
+
+
+def test_export_to_a_file_is_refused_before_fetching(tmp_path, monkeypatch):
+    from medlens.datasets import DatasetPathError, _api, export_nnunet
+
+    def no_fetch(*a, **k):
+        raise AssertionError("fetched before checking the output folder")
+
+    monkeypatch.setattr(_api, "fetch", no_fetch)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "raw"):
+        with pytest.raises(DatasetPathError, match="export folder: .*is a file, not a folder"):
+            export_nnunet("brain-parcellation", out)
+
+
+def test_export_write_failure_is_a_path_error_and_leaves_nothing(tmp_path, monkeypatch):
+    from medlens.datasets import DatasetPathError, _nnunet, export_nnunet
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device", str(dst))
+
+    monkeypatch.setattr(_nnunet, "_copy_as_nifti", full)
+    with pytest.raises(DatasetPathError, match="No space left on device") as err:
+        export_nnunet("phantom-kidney", tmp_path / "raw", n_cases=1,
+                      cache_dir=tmp_path / "cache")
+    assert err.value.path.endswith("_0000.nii.gz")
+    assert list((tmp_path / "raw").iterdir()) == []

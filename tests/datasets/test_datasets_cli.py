@@ -83,3 +83,44 @@ def test_help_texts():
         assert "Usage" in r.stdout
     r = _run("fetch", "--help")
     assert "--cache" in r.stdout and "MEDLENS_DATA" in r.stdout and "--n-cases" in r.stdout
+
+
+def test_fetch_summaries_for_image_only_and_unsplit_sets():
+    r = _run("fetch", "dicom-samples")
+    assert r.returncode == 0, r.stderr
+    assert "dicom-samples: 146 image files and 7 series folders (image-only, no training " \
+           "labels)" in r.stdout
+    assert "0 train" not in r.stdout
+    r = _run("fetch", "registration-2d")
+    assert r.returncode == 0, r.stderr
+    assert ("registration-2d: 12 images, no train / test split (1 with a label), "
+            "11 registration pairs") in r.stdout
+
+
+@pytest.mark.parametrize("args, env, shown, reason", [
+    (["fetch", "phantom-kidney", "--n-cases", "1"], "/proc/nope", "/proc/nope",
+     "dataset cache: cannot create a folder in /proc"),
+    (["fetch", "phantom-kidney", "--cache", "AFILE"], None, "AFILE",
+     "dataset cache: is a file, not a folder"),
+    (["fetch", "phantom-kidney", "--cache", "AFILE/sub"], None, "AFILE/sub",
+     "dataset cache: AFILE is a file, not a folder"),
+    (["export", "brain-parcellation", "AFILE"], None, "AFILE",
+     "export folder: is a file, not a folder"),
+    (["export", "brain-parcellation", "/proc/sys/x"], None, "/proc/sys/x",
+     "export folder: "),
+])
+def test_path_mistakes_exit_2_with_one_line(tmp_path, args, env, shown, reason):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+
+    def sub(text):
+        return text.replace("AFILE", str(afile))
+
+    r = _run(*map(sub, args), env_cache=env)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"error: {sub(shown)}: ")
+    assert sub(reason) in lines[0]
+    assert afile.read_text() == "not a folder"

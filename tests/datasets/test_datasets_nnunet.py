@@ -45,11 +45,48 @@ def test_parcellation_117_labels(tmp_path):
     assert nnunet_problems(out) == []
 
 
-@pytest.mark.parametrize("name", ["dicom-samples", "registration-2d"])
-def test_datasets_without_segmentation_task_refuse(tmp_path, name):
-    with pytest.raises(DatasetExportError, match="no labelled training case"):
-        export_nnunet(name, tmp_path)
+def test_dataset_without_any_label_refuses_and_says_why(tmp_path):
+    with pytest.raises(DatasetExportError, match="no labelled training case") as err:
+        export_nnunet("dicom-samples", tmp_path)
+    msg = str(err.value)
+    assert "at least one training case" in msg and "numTraining 0" in msg
+    assert "medlens convert" in msg
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checker_refuses_a_zero_training_set(tmp_path):
+    """The rule behind that refusal, as nnU-Net's verify_dataset_integrity applies it."""
+    folder = tmp_path / "Dataset950_Empty"
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (folder / sub).mkdir(parents=True)
+    (folder / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "labels": {"background": 0, "x": 1},
+        "numTraining": 0, "file_ending": ".nii.gz"}))
+    assert any("no training case" in p for p in nnunet_problems(folder))
+
+
+def test_registration_2d_exports_its_mask_case_for_training(tmp_path):
+    out = export_nnunet("registration-2d", tmp_path)
+    assert out.name == "Dataset904_Registration2d"
+    assert nnunet_problems(out) == []
+    ds = fetch("registration-2d")
+    assert sorted(p.name for p in (out / "imagesTr").iterdir()) == ["pd_0000.nii.gz"]
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == ["pd.nii.gz"]
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == sorted(
+        f"{c.case_id}_0000.nii.gz" for c in ds.cases if c.case_id != "pd")
+    assert not (out / "labelsTs").exists()
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["numTraining"] == 1 and meta["channel_names"] == {"0": "MR"}
+    assert meta["labels"] == {"background": 0, "registration mask": 1}
+    # the NIfTI files hold the cached pixels and geometry (a 2D slice is one-slice 3D)
+    for rel, src in [("imagesTr/pd_0000.nii.gz", ds.case("pd").images[0]),
+                     ("labelsTr/pd.nii.gz", ds.case("pd").labels[0]),
+                     ("imagesTs/pd_dirplus30_0000.nii.gz", ds.case("pd_dirplus30").images[0])]:
+        a, b = read_image(out / rel), read_image(src)
+        assert a.spatial_shape == (*b.spatial_shape, 1)
+        np.testing.assert_array_equal(a.array[..., 0], b.array)
+        np.testing.assert_allclose(a.affine[:2, [0, 1, 3]], b.affine[:2, [0, 1, 3]],
+                                   atol=1e-5)
 
 
 def test_checker_catches_broken_layouts(tmp_path):

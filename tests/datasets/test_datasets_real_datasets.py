@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,14 +112,49 @@ def test_dicom_files_identical_to_packages(dicom):
 
 
 def test_dicom_series_folders(dicom):
-    series = {c.case_id: c for c in dicom.cases if c.meta.get("kind") == "series folder"}
+    # looked up by their original pydicom folder, kept in meta["source"]
+    series = {c.meta["source"].removeprefix("pydicom/dicomdirtests/"): c
+              for c in dicom.cases if c.meta.get("kind") == "series folder"}
     assert len(series) == 7
-    ct5 = series["pydicom-series_98892001_CT5N"]
+    ct5 = series["98892001/CT5N"]
     assert ct5.images[0].is_dir() and ct5.modality == "CT"
     assert (ct5.meta["n_files"], ct5.meta["n_series"], ct5.meta["n_orientations"]) == (
         "5", "1", "1")
     img = read_image(ct5.images[0])
     assert img.spatial_shape == (16, 16, 5)
-    assert series["pydicom-series_98892001_CT2N"].meta["n_orientations"] == "2"
-    assert series["pydicom-series_98892003_MR2"].meta["n_series"] == "3"
-    assert series["pydicom-series_TINY_ALPHA_PT000000_ST000000_SE000000"].malformed
+    assert series["98892001/CT2N"].meta["n_orientations"] == "2"
+    assert series["98892003/MR2"].meta["n_series"] == "3"
+    assert series["TINY_ALPHA/PT000000/ST000000/SE000000"].malformed
+
+
+def test_dicom_series_folders_have_neutral_names(dicom):
+    """pydicom names its dicomdirtests folders after patient IDs; the cache does not."""
+    import re
+
+    folders = sorted((c for c in dicom.cases if c.meta.get("kind") == "series folder"),
+                     key=lambda c: c.case_id)
+    assert [c.case_id for c in folders] == [f"pydicom-series_{k:02d}" for k in range(1, 8)]
+    assert [c.images[0].relative_to(dicom.root).as_posix() for c in folders] == [
+        f"files/pydicom-series/series-{k:02d}" for k in range(1, 8)]
+    # numbered in the order of the original folders: the mapping is kept in the record
+    sources = [c.meta["source"] for c in folders]
+    assert sources == sorted(sources)
+    patient_ids = {"77654033", "98892001", "98892003"}
+    for path in dicom.root.rglob("*"):
+        assert not patient_ids & set(path.relative_to(dicom.root).parts), path
+    for c in dicom.cases:
+        assert not any(pid in c.case_id for pid in patient_ids), c.case_id
+    # what is shown by default (the card) names no patient ID
+    card = dicom.card
+    shown = " ".join([card.description, *card.cases, *(n for n, _ in card.malformed)])
+    assert not re.search(r"7765|9889", shown)
+    # the files are the originals, under their own names
+    import pydicom
+
+    original = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"
+    ct5 = next(c for c in folders if c.meta["source"].endswith("98892001/CT5N"))
+    names = sorted(p.name for p in (original / "98892001" / "CT5N").iterdir())
+    assert sorted(p.name for p in ct5.images[0].iterdir()) == names
+    for name in names:
+        assert (ct5.images[0] / name).read_bytes() == (
+            original / "98892001" / "CT5N" / name).read_bytes()

@@ -116,8 +116,7 @@ def fetch_cmd(
     from medlens.datasets import fetch
 
     ds = fetch(name, cache_dir=cache, n_cases=n_cases, seed=seed, n_test=n_test)
-    console.print(f"{ds.name}: {len(ds.train)} train / {len(ds.test)} test cases"
-                  + (f", {len(ds.pairs)} registration pairs" if ds.pairs else ""))
+    console.print(ds.summary(), markup=False)
     console.print(str(ds.root), markup=False)
 
 

@@ -26,6 +26,7 @@ from medlens.datasets._errors import (
     DatasetError,
     DatasetExportError,
     DatasetNotFoundError,
+    DatasetPathError,
     DatasetUnavailableError,
 )
 from medlens.datasets._nnunet import export_nnunet
@@ -46,6 +47,7 @@ __all__ = [
     "DatasetError",
     "DatasetExportError",
     "DatasetNotFoundError",
+    "DatasetPathError",
     "DatasetUnavailableError",
     "ImagePair",
     "KidneyPhantom",

@@ -18,7 +18,12 @@ from medlens.datasets._brain import (
     build_brain_tissue,
 )
 from medlens.datasets._build import RECORD, BuildContext
-from medlens.datasets._cache import build_atomically, cache_root, verify_manifest
+from medlens.datasets._cache import (
+    build_atomically,
+    cache_root,
+    ensure_folder,
+    verify_manifest,
+)
 from medlens.datasets._dicom import DICOM_SAMPLES, build_dicom_samples
 from medlens.datasets._errors import DatasetError, DatasetNotFoundError
 from medlens.datasets._phantom import (
@@ -57,7 +62,7 @@ _REGISTRY: dict[str, _Entry] = {
         _Entry(BRAIN_EXTRACTION, build_brain_extraction),
         _Entry(BRAIN_TISSUE, build_brain_tissue),
         _Entry(BRAIN_PARCELLATION, build_brain_parcellation),
-        _Entry(DICOM_SAMPLES, build_dicom_samples, version=2),
+        _Entry(DICOM_SAMPLES, build_dicom_samples, version=3),
         _Entry(REGISTRATION_2D, build_registration_2d),
         _Entry(PHANTOM_KIDNEY, build_phantom_kidney, procedural=True),
     )
@@ -169,6 +174,9 @@ def fetch(
         that gets it.
     DatasetError
         For options a dataset does not take, or out of range.
+    DatasetPathError
+        If the cache folder cannot be created or written (a file of that name, no
+        permission, a parent that takes no folders); the message names it.
 
     Examples
     --------
@@ -180,7 +188,7 @@ def fetch(
     entry = _entry(name)
     options = _options(entry, n_cases, seed, n_test)
     root = cache_root(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_folder(root, "dataset cache")
 
     def build(tmp: Path) -> None:
         ctx = BuildContext(root=root, out=tmp, options=options)

@@ -26,11 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medlens._atomic import atomic_write_json
+from medlens.datasets._errors import DatasetPathError
 
 __all__ = [
     "MANIFEST",
     "build_atomically",
     "cache_root",
+    "check_folder_path",
+    "ensure_folder",
+    "make_temp_folder",
     "sha256_file",
     "verify_manifest",
     "write_manifest",
@@ -55,6 +59,73 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "medlens"
+
+
+def _path_problem(path: Path, err: OSError) -> str:
+    """Why ``path`` cannot be (made) a folder, from the error and its nearest existing ancestor."""
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    why = err.strerror or str(err)
+    for p in (path, *path.parents):
+        if not p.exists():
+            continue
+        if not p.is_dir():
+            return "is a file, not a folder" if p == path else f"{p} is a file, not a folder"
+        return why if p == path else f"cannot create a folder in {p} ({why})"
+    return why
+
+
+def ensure_folder(path: Path, what: str) -> None:
+    """``mkdir -p path``; a user mistake (a file there, no permission ...) is a DatasetPathError.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The folder.
+    what : str
+        What the folder is for, for the message (``"cache folder"``).
+
+    Raises
+    ------
+    DatasetPathError
+        Naming ``path`` and the reason.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "afile"
+    >>> _ = f.write_text("x")
+    >>> try:
+    ...     ensure_folder(f, "cache folder")
+    ... except DatasetPathError as e:
+    ...     print(e.reason)
+    cache folder: is a file, not a folder
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetPathError(path, f"{what}: {_path_problem(path, e)}") from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DatasetPathError(path, f"{what}: not writable")
+
+
+def check_folder_path(path: Path, what: str) -> None:
+    """Refuse early, without creating anything, a folder path that is or lies under a file."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                reason = "is a file, not a folder" if p == path else f"{p} is a file, not a folder"
+                raise DatasetPathError(path, f"{what}: {reason}")
+            return
+
+
+def make_temp_folder(parent: Path, prefix: str, what: str) -> Path:
+    """``tempfile.mkdtemp`` in ``parent`` (created first), errors as :class:`DatasetPathError`."""
+    ensure_folder(parent, what)
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as e:
+        raise DatasetPathError(parent, f"{what}: {_path_problem(parent, e)}") from e
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -143,8 +214,7 @@ def build_atomically(
         if not problems and (is_current is None or is_current(target)):
             return target, False
         _log.warning("rebuilding %s: %s", target, "; ".join(problems[:5]) or "outdated")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".build-{target.name}-", dir=target.parent))
+    tmp = make_temp_folder(target.parent, f".build-{target.name}-", "cache folder")
     trash: Path | None = None
     try:
         build(tmp)

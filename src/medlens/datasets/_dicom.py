@@ -120,7 +120,10 @@ DICOM_SAMPLES = DatasetCard(
     ),
     cases=("pydicom-data_<name> (test): one per pydicom-data file",
            "pydicom_<name> (test): one per pydicom test file",
-           "pydicom-series_<folder> (test): one per dicomdirtests folder of 2+ files"),
+           "pydicom-series_<NN> (test): one per dicomdirtests folder of 2+ files, in "
+           "files/pydicom-series/series-<NN> (numbered in the order of the original "
+           "folders, which pydicom names after its test patients' IDs; the original folder "
+           "is in Case.meta['source'])"),
     malformed=tuple((f"{src}/{name}", why) for (src, name), why in MALFORMED.items())
     + tuple((f"pydicom/dicomdirtests/{rel}", why) for rel, why in MALFORMED_SERIES.items()),
 )
@@ -153,13 +156,16 @@ def _series_cases(ctx: BuildContext, base: Path) -> list[dict[str, Any]]:
     """One case per folder of pydicom's dicomdirtests holding two or more files."""
     import pydicom
 
-    out = []
+    out: list[dict[str, Any]] = []
     for folder in sorted(p for p in base.rglob("*") if p.is_dir()):
         files = sorted(f for f in folder.iterdir() if f.is_file() and f.name != "DICOMDIR")
         if len(files) < 2:
             continue
         rel = folder.relative_to(base).as_posix()
-        dst = ctx.path(f"files/pydicom-series/{rel}/x").parent
+        # pydicom names the folders after its test patients' IDs: the cache uses neutral
+        # names, the original folder stays in meta["source"] (the record, not the card)
+        number = f"{len(out) + 1:02d}"
+        dst = ctx.path(f"files/pydicom-series/series-{number}/x").parent
         series, orientations, modalities = set(), set(), set()
         for f in files:
             shutil.copyfile(f, dst / f.name)
@@ -171,7 +177,7 @@ def _series_cases(ctx: BuildContext, base: Path) -> list[dict[str, Any]]:
                                                                       [])))
             modalities.add(str(ds.get("Modality", "") or "unknown"))
         out.append({
-            "case_id": f"pydicom-series_{safe_id(rel)}", "images": [ctx.rel(dst)], "labels": [],
+            "case_id": f"pydicom-series_{number}", "images": [ctx.rel(dst)], "labels": [],
             "role": "test", "modality": "/".join(sorted(modalities)),
             "malformed": MALFORMED_SERIES.get(rel),
             "meta": {"source": f"pydicom/dicomdirtests/{rel}", "kind": "series folder",

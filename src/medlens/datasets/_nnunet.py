@@ -6,12 +6,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from medlens._atomic import full_suffix
-from medlens.datasets._errors import DatasetExportError
+from medlens.datasets._cache import check_folder_path, make_temp_folder
+from medlens.datasets._errors import DatasetExportError, DatasetPathError
 from medlens.datasets._types import Dataset
 
 __all__ = ["DEFAULT_DATASET_IDS", "export_nnunet"]
@@ -49,6 +49,10 @@ def export_nnunet(
     Training cases (role ``"train"``) go to ``imagesTr/{case}_{channel:04d}.nii.gz`` and
     ``labelsTr/{case}.nii.gz``; test cases to ``imagesTs/`` (and their labels, when
     there are any, to ``labelsTs/``, which nnU-Net ignores but evaluation can use).
+    A dataset without a train / test split (every case role ``"test"``, as in
+    ``registration-2d``) has its labelled cases exported as the training set
+    (``registration-2d``: the ``pd`` slice with its registration mask) and the
+    others to ``imagesTs/``. Images that are not NIfTI are converted.
     ``dataset.json`` holds ``channel_names``, ``labels`` (name -> value, background
     0, consecutive), ``numTraining`` and ``file_ending`` as nnU-Net requires, plus
     name, description, licence and source. The folder is built under a temporary
@@ -78,9 +82,23 @@ def export_nnunet(
     Raises
     ------
     DatasetExportError
-        If the dataset has no labelled training case (``dicom-samples``), its
-        labels are not consecutive, the ID is out of range, or the folder exists
-        and ``overwrite`` is false.
+        If the dataset has no labelled case at all (``dicom-samples``: nnU-Net v2
+        needs at least one training case, see Notes), its labels are not
+        consecutive, the ID is out of range, or the folder exists and
+        ``overwrite`` is false.
+    DatasetPathError
+        If ``out_dir`` cannot be created or written (a file of that name, no
+        permission, a parent that takes no folders); the message names it.
+
+    Notes
+    -----
+    nnU-Net v2 cannot take a raw dataset without training cases:
+    ``verify_dataset_integrity`` opens the first training case to choose its image
+    reader (with ``numTraining`` 0 there is none and it stops), and planning
+    fingerprints the training cases. Images only meant for ``nnUNetv2_predict``
+    need no raw dataset: convert them with ``medlens convert`` into a folder of
+    ``{case}_0000.nii.gz`` files. With one training case (``registration-2d``)
+    nnU-Net's 5-fold split is impossible; train with fold ``all``.
 
     Examples
     --------
@@ -94,17 +112,24 @@ def export_nnunet(
     """
     from medlens.datasets._api import fetch
 
+    check_folder_path(Path(out_dir), "export folder")  # before a long fetch
     if isinstance(dataset, str):
         ds = fetch(dataset, cache_dir=cache_dir, n_cases=n_cases, seed=seed, n_test=n_test)
     else:
         ds = dataset
     train = [c for c in ds.train if c.labels]
+    if not train and not ds.train:
+        train = [c for c in ds.cases if c.labels]  # no split: the labelled cases train
     if not train:
         raise DatasetExportError(
-            f"dataset {ds.name!r} has no labelled training case, so it has no nnU-Net raw "
-            "layout (nnU-Net needs imagesTr + labelsTr); convert single files with "
-            "`medlens convert` instead"
+            f"dataset {ds.name!r} has no labelled training case, so it has no nnU-Net v2 raw "
+            "layout: nnU-Net needs at least one training case in "
+            "imagesTr + labelsTr (with numTraining 0 its verify_dataset_integrity stops when "
+            "it opens the first training case to pick an image reader, and planning has "
+            "nothing to fingerprint); for nnUNetv2_predict input, convert the files with "
+            "`medlens convert FILE OUT/{case}_0000.nii.gz` instead"
         )
+    train_ids = {c.case_id for c in train}
     n_channels = {len(c.images) for c in ds.cases}
     if len(n_channels) != 1:
         raise DatasetExportError(f"dataset {ds.name!r} mixes cases with {sorted(n_channels)} "
@@ -128,41 +153,50 @@ def export_nnunet(
     if target.exists() and not overwrite:
         raise DatasetExportError(f"{target} exists; pass overwrite=True (--overwrite) to "
                                  "replace it")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=out))
+    tmp = make_temp_folder(out, f".{target.name}-", "export folder")
     try:
-        for sub in ("imagesTr", "labelsTr", "imagesTs"):
-            (tmp / sub).mkdir()
-        n_train = 0
-        for case in ds.cases:
-            is_train = case.role == "train" and bool(case.labels)
-            img_dir, lab_dir = ("imagesTr", "labelsTr") if is_train else ("imagesTs", "labelsTs")
-            for ch, path in enumerate(case.images):
-                _copy_as_nifti(path, tmp / img_dir / f"{case.case_id}_{ch:04d}{FILE_ENDING}")
-            if case.labels:
-                (tmp / lab_dir).mkdir(exist_ok=True)
-                _copy_as_nifti(case.labels[0], tmp / lab_dir / f"{case.case_id}{FILE_ENDING}")
-            n_train += is_train
-        meta: dict[str, Any] = {
-            "channel_names": {str(k): v for k, v in sorted(ds.channel_names.items())},
-            "labels": {name: value for name, value in zip(names, values, strict=True)},
-            "numTraining": n_train,
-            "file_ending": FILE_ENDING,
-            "name": ds.name,
-            "description": ds.card.title,
-            "reference": "; ".join(f"{s.kind} {s.name} {s.version_used or s.version}"
-                                   for s in ds.card.sources),
-            "licence": ds.card.license,
-            "release": "medlens datasets",
-            "synthetic": ds.card.synthetic,
-        }
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=4) + "\n", encoding="utf-8")
+        _write_layout(ds, tmp, train_ids, names, values)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
+    except OSError as e:
+        where = e.filename or target
+        raise DatasetPathError(where, f"cannot write the nnU-Net export ({e.strerror or e})"
+                               ) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _write_layout(ds: Dataset, tmp: Path, train_ids: set[str], names: list[str],
+                  values: list[int]) -> None:
+    """Fill ``tmp`` with imagesTr / labelsTr / imagesTs (/ labelsTs) and dataset.json."""
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (tmp / sub).mkdir()
+    n_train = 0
+    for case in ds.cases:
+        is_train = case.case_id in train_ids
+        img_dir, lab_dir = ("imagesTr", "labelsTr") if is_train else ("imagesTs", "labelsTs")
+        for ch, path in enumerate(case.images):
+            _copy_as_nifti(path, tmp / img_dir / f"{case.case_id}_{ch:04d}{FILE_ENDING}")
+        if case.labels:
+            (tmp / lab_dir).mkdir(exist_ok=True)
+            _copy_as_nifti(case.labels[0], tmp / lab_dir / f"{case.case_id}{FILE_ENDING}")
+        n_train += is_train
+    meta: dict[str, Any] = {
+        "channel_names": {str(k): v for k, v in sorted(ds.channel_names.items())},
+        "labels": {name: value for name, value in zip(names, values, strict=True)},
+        "numTraining": n_train,
+        "file_ending": FILE_ENDING,
+        "name": ds.name,
+        "description": ds.card.title,
+        "reference": "; ".join(f"{s.kind} {s.name} {s.version_used or s.version}"
+                               for s in ds.card.sources),
+        "licence": ds.card.license,
+        "release": "medlens datasets",
+        "synthetic": ds.card.synthetic,
+    }
+    (tmp / "dataset.json").write_text(json.dumps(meta, indent=4) + "\n", encoding="utf-8")
 
 
 def _copy_as_nifti(src: Path, dst: Path) -> None:

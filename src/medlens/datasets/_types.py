@@ -314,6 +314,39 @@ class Dataset:
         """The cases with role ``"test"``."""
         return tuple(c for c in self.cases if c.role == "test")
 
+    def summary(self) -> str:
+        """One line saying what the dataset holds, as ``medlens datasets fetch`` prints it.
+
+        A train / test split is counted as such; a dataset without training cases
+        says what its cases are instead of "0 train": image-only files and series
+        folders (``dicom-samples``), or images of which some carry a label
+        (``registration-2d``).
+
+        Examples
+        --------
+        >>> from pathlib import Path
+        >>> card = DatasetCard(name="x", title="", description="", modality="", sources=(),
+        ...                    license="", size="", can_show=(), cannot_show=(), cases=())
+        >>> cases = tuple(Case(f"c{i}", (Path(f"/nonexistent/c{i}.dcm"),), (), "test")
+        ...               for i in range(3))
+        >>> Dataset("x", Path("/nonexistent"), card, cases).summary()
+        'x: 3 image files (image-only, no training labels)'
+        """
+        n_train, n_test = len(self.train), len(self.test)
+        pairs = f", {len(self.pairs)} registration pairs" if self.pairs else ""
+        if n_train:
+            return f"{self.name}: {n_train} train / {n_test} test cases{pairs}"
+        labelled = sum(1 for c in self.cases if c.labels)
+        if labelled:
+            return (f"{self.name}: {len(self.cases)} images, no train / test split "
+                    f"({labelled} with a label){pairs}")
+        folders = sum(1 for c in self.cases if c.images and c.images[0].is_dir())
+        files = len(self.cases) - folders
+        parts = [f"{files} image files"] if files else []
+        if folders:
+            parts.append(f"{folders} series folders")
+        return f"{self.name}: {' and '.join(parts)} (image-only, no training labels){pairs}"
+
     def case(self, case_id: str) -> Case:
         """Return the case called ``case_id``.
 

@@ -1,7 +1,11 @@
 """Surface-distance metrics: hand-worked cases, empty-mask policy, equality with peers.
 
-Peer equalities are asserted with rtol 1e-6: our distance transform runs in float32
+Peer equalities are asserted with rtol 1e-6: our distance transforms run in float32
 (relative error ~1e-7), MONAI returns float32, DeepMind and MedPy float64.
+
+3D crops take one of two distance algorithms by size (a transform of the whole crop, or
+the slice-wise search of ``_sliced_distances`` with its KD-tree fallback); the ``path``
+fixture runs a test under each of them, whatever the size of its masks.
 """
 
 from __future__ import annotations
@@ -22,10 +26,25 @@ from medlens.metrics import (
     surface_distances,
     surface_metrics,
 )
+from medlens.metrics import _surface as surface_module
 from medlens.metrics._surface import _area_table
 
 RTOL = 1e-6
 METHODS = ("surfel", "border")
+PATHS = ("whole", "sliced", "sliced_fallback")
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    """Force a distance algorithm: whole-crop transform, slice-wise search, or the
+    slice-wise search with a window so short that most points go to the KD-tree."""
+    if request.param == "whole":
+        monkeypatch.setattr(surface_module, "_SLICED_MIN_VOXELS", 10**15)
+    else:
+        monkeypatch.setattr(surface_module, "_SLICED_MIN_VOXELS", 0)
+    if request.param == "sliced_fallback":
+        monkeypatch.setattr(surface_module, "_WINDOW_MM", 1e-3)
+    return request.param
 
 
 def _metrics(ref, pred, spacing, method, pooling="max_directed", tolerances=(1.0, 2.0), **kw):
@@ -36,7 +55,7 @@ def _metrics(ref, pred, spacing, method, pooling="max_directed", tolerances=(1.0
 
 # --------------------------------------------------------------------------- hand-worked cases
 @pytest.mark.parametrize("method", METHODS)
-def test_two_voxels_2mm_apart(method):
+def test_two_voxels_2mm_apart(method, path):
     a = np.zeros((3, 1, 1), dtype=bool)
     b = np.zeros((3, 1, 1), dtype=bool)
     a[0] = True
@@ -61,7 +80,7 @@ def test_two_voxels_2mm_apart(method):
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.5, 0.7, 0.9)])
-def test_one_voxel_shift(method, spacing):
+def test_one_voxel_shift(method, spacing, path):
     a = np.zeros((10, 8, 8), dtype=bool)
     a[2:6, 2:6, 2:6] = True
     b = np.roll(a, 1, axis=0)
@@ -75,7 +94,7 @@ def test_one_voxel_shift(method, spacing):
     assert 0.0 < m.masd < spacing[0]
 
 
-def test_distance_equal_to_tolerance_counts_as_within():
+def test_distance_equal_to_tolerance_counts_as_within(path):
     # 2 voxels of 0.8 mm: float32 gives 1.6000000238 > 1.6; the lattice re-check must say 1.6
     a = np.zeros((5, 1, 1), dtype=bool)
     b = np.zeros((5, 1, 1), dtype=bool)
@@ -87,7 +106,7 @@ def test_distance_equal_to_tolerance_counts_as_within():
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_concentric_spheres_known_radii(method, shapes):
+def test_concentric_spheres_known_radii(method, shapes, path):
     sp = (0.5, 0.5, 0.5)
     shape = (64, 64, 64)
     c = (16.0, 16.0, 16.0)
@@ -114,7 +133,7 @@ def test_2d_square_shift():
 # --------------------------------------------------------------------------- empty masks
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_empty_policy(method, ndim):
+def test_empty_policy(method, ndim, path):
     shape = (6,) * ndim
     sp = (1.0,) * ndim
     full = np.zeros(shape, dtype=bool)
@@ -193,7 +212,7 @@ def test_threads_do_not_change_results(rng, shapes):
     assert one == two
 
 
-def test_crop_matches_uncropped_objects_at_array_edge(rng, shapes):
+def test_crop_matches_uncropped_objects_at_array_edge(rng, shapes, path):
     # foreground touching the array boundary: crops must behave as if padded with background
     a = shapes.blob(rng, (20, 20, 12), fill=0.7)
     b = shapes.blob(rng, (20, 20, 12), fill=0.7)
@@ -294,7 +313,7 @@ def _deepmind_reference(dm, ref, pred, sp, tolerances):
 
 
 @pytest.mark.parametrize(("seed", "shape", "spacing"), CASES)
-def test_surfel_equals_deepmind(seed, shape, spacing, shapes, deepmind):
+def test_surfel_equals_deepmind(seed, shape, spacing, shapes, deepmind, path):
     ref, pred = _pair(seed, shape, shapes)
     tol = (0.5, 1.0, 2.0, 3.3)
     want = _deepmind_reference(deepmind, ref, pred, spacing, tol)
@@ -310,7 +329,7 @@ def test_surfel_equals_deepmind(seed, shape, spacing, shapes, deepmind):
     np.testing.assert_allclose(hd90, want["hd90"], rtol=RTOL)
 
 
-def test_surfel_equals_deepmind_organ_shaped(shapes, deepmind):
+def test_surfel_equals_deepmind_organ_shaped(shapes, deepmind, path):
     ref, pred, sp = _organ_pair(shapes)
     want = _deepmind_reference(deepmind, ref, pred, sp, (1.0, 2.0))
     m = _metrics(ref, pred, sp, "surfel")
@@ -335,7 +354,7 @@ def _monai_reference(mn, ref, pred, sp, tolerances):
 
 
 @pytest.mark.parametrize(("seed", "shape", "spacing"), CASES)
-def test_border_equals_monai(seed, shape, spacing, shapes, monai_metrics):
+def test_border_equals_monai(seed, shape, spacing, shapes, monai_metrics, path):
     ref, pred = _pair(seed, shape, shapes)
     tol = (0.5, 1.0, 2.0, 3.3)
     want = _monai_reference(monai_metrics, ref, pred, spacing, tol)
@@ -346,7 +365,7 @@ def test_border_equals_monai(seed, shape, spacing, shapes, monai_metrics):
     np.testing.assert_allclose(m.nsd, want["nsd"], rtol=RTOL)
 
 
-def test_border_equals_monai_organ_shaped(shapes, monai_metrics):
+def test_border_equals_monai_organ_shaped(shapes, monai_metrics, path):
     ref, pred, sp = _organ_pair(shapes)
     want = _monai_reference(monai_metrics, ref, pred, sp, (2.0,))
     m = _metrics(ref, pred, sp, "border", tolerances=(2.0,))
@@ -358,7 +377,7 @@ def test_border_equals_monai_organ_shaped(shapes, monai_metrics):
 
 
 @pytest.mark.parametrize(("seed", "shape", "spacing"), CASES)
-def test_border_equals_medpy(seed, shape, spacing, shapes, medpy_binary):
+def test_border_equals_medpy(seed, shape, spacing, shapes, medpy_binary, path):
     ref, pred = _pair(seed, shape, shapes)
     mb = medpy_binary
     m = _metrics(ref, pred, spacing, "border", pooling="pooled")
@@ -386,7 +405,7 @@ def test_thin_functions_equal_surface_metrics(rng, shapes):
             assert normalized_surface_distance(ref, pred, tolerance=1.5, **kw) == m.nsd[0]
 
 
-def test_fortran_ordered_inputs(rng, shapes):
+def test_fortran_ordered_inputs(rng, shapes, path):
     # nibabel returns Fortran-ordered arrays; results must not depend on the layout
     a = shapes.blob(rng, (18, 20, 12))
     b = shapes.blob(rng, (18, 20, 12))
@@ -397,7 +416,7 @@ def test_fortran_ordered_inputs(rng, shapes):
 
 
 @pytest.mark.parametrize(("seed", "shape", "spacing"), CASES[:3])
-def test_surfel_nsd_equals_monai_subvoxels(seed, shape, spacing, shapes, monai_metrics):
+def test_surfel_nsd_equals_monai_subvoxels(seed, shape, spacing, shapes, monai_metrics, path):
     ref, pred = _pair(seed, shape, shapes)
     for tol in (1.0, 2.0):
         kw = {"class_thresholds": [tol], "spacing": spacing, "use_subvoxels": True}
@@ -406,3 +425,42 @@ def test_surfel_nsd_equals_monai_subvoxels(seed, shape, spacing, shapes, monai_m
             ref, pred, spacing=spacing, method="surfel", tolerance=tol
         )
         np.testing.assert_allclose(got, want, rtol=RTOL)
+
+
+# --------------------------------------------------------------------------- internals
+def _deepmind_percentile(dist, areas, q):
+    # DeepMind: sort (distance, area) pairs, cumulative area fraction, first index >= q/100
+    pairs = np.array(sorted(zip(dist.tolist(), areas.tolist(), strict=True)))
+    cum = np.cumsum(pairs[:, 1]) / np.sum(pairs[:, 1])
+    idx = np.searchsorted(cum, q / 100.0)
+    return float(pairs[min(idx, len(pairs) - 1), 0])
+
+
+def test_weighted_percentile_equals_deepmind_order(rng):
+    from medlens.metrics._surface import _weighted_percentile
+
+    for _ in range(200):
+        n = int(rng.integers(1, 60))
+        dist = rng.integers(0, 6, n) * 0.8  # many ties
+        areas = rng.choice([0.25, 0.5, 1.0, 0.7071067811865476], n)
+        for q in (0.0, 50.0, 90.0, 95.0, 100.0, float(rng.uniform(0, 100))):
+            assert _weighted_percentile(dist, areas, q) == _deepmind_percentile(dist, areas, q)
+    # the cumulative fraction lands exactly on q / 100 at the end of a run of equal distances
+    dist = np.array([1.0, 1.0, 2.0, 2.0, 3.0])
+    areas = np.array([0.5, 0.5, 0.5, 0.5, 3.0])
+    for q in (20.0, 40.0):
+        assert _weighted_percentile(dist, areas, q) == _deepmind_percentile(dist, areas, q)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int8, np.int16, np.float32])
+def test_bbox_of_crop_views(rng, dtype):
+    from medlens.metrics._seg_utils import nonzero_bbox
+
+    full = np.zeros((30, 26, 20), dtype=dtype)
+    full[4:17, 9:21, 3:8] = (rng.random((13, 12, 5)) > 0.3).astype(dtype)
+    full[4, 9, 3] = full[16, 20, 7] = 1
+    view = full[2:25, 5:, 1:19]  # neither C- nor F-contiguous
+    assert not view.flags.c_contiguous and not view.flags.f_contiguous
+    assert nonzero_bbox(view) == ((2, 15), (4, 16), (2, 7))
+    assert nonzero_bbox(view) == nonzero_bbox(np.ascontiguousarray(view))
+    assert nonzero_bbox(np.zeros((5, 6, 7), dtype=dtype)[1:, 2:, :3]) is None

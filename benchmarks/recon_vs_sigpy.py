@@ -152,17 +152,23 @@ def run_problem(img: np.ndarray, coils: int, accel: int, noise: float, quick: bo
     l1_grid = [1e-4, 3e-4, 1e-3, 3e-3] if not quick else [1e-3]
     x, t = timed(lambda: mlr.l1_wavelet_reconstruction(y, ml_maps, mask=mask))
     sp = sigpy_best(
-        lambda lam: mr.app.L1WaveletRecon(y, sp_maps, lam, weights=weights,
-                                          show_pbar=False).run(),  # fmt: skip
-        l1_grid, ref, obj,
+        lambda lam: mr.app.L1WaveletRecon(
+            y, sp_maps, lam, weights=weights, show_pbar=False
+        ).run(),
+        l1_grid,
+        ref,
+        obj,
     )
     add("ESPIRiT + L1-wavelet", x, t + ml_te, (sp[0], sp[1] + sp_te, sp[2]))
     tv_grid = [1e-4, 1e-3, 1e-2] if not quick else [1e-3]
     x, t = timed(lambda: mlr.tv_reconstruction(y, ml_maps, mask=mask))
     sp = sigpy_best(
-        lambda lam: mr.app.TotalVariationRecon(y, sp_maps, lam, weights=weights,
-                                               show_pbar=False).run(),  # fmt: skip
-        tv_grid, ref, obj,
+        lambda lam: mr.app.TotalVariationRecon(
+            y, sp_maps, lam, weights=weights, show_pbar=False
+        ).run(),
+        tv_grid,
+        ref,
+        obj,
     )
     add("ESPIRiT + TV", x, t + ml_te, (sp[0], sp[1] + sp_te, sp[2]))
     return rows

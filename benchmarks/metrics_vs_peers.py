@@ -349,6 +349,7 @@ def main() -> int:
     have = {"DeepMind surface-distance": dm, "MONAI": mon, "MedPy": medpy}
     print("peers: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in have.items()))
     print(f"CPUs: {len(os.sched_getaffinity(0))}, EDT threads: {args.threads or 'all'}, repeat: {args.repeat}")
+    print("load average at the start: " + " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)")
 
     for name in PAIRS:
         t0 = time.perf_counter()

@@ -121,7 +121,7 @@ def train_throughput(plans_path: Path | None, iterations: int, threads: int) -> 
         rng = np.random.default_rng(0)
         np.save(pre / "c.npy", rng.normal(size=(1, *shape)).astype(np.float32))
         seg = np.zeros((1, *shape), np.int16)
-        seg[0, tuple(slice(s // 4, 3 * s // 4) for s in shape)] = 1
+        seg[(0, *(slice(s // 4, 3 * s // 4) for s in shape))] = 1
         np.save(pre / "c_seg.npy", seg)
         names = list(plans.foreground)
         np.savez(

@@ -130,7 +130,9 @@ def preprocess(
 def train_cmd(
     work: Path = typer.Argument(..., help="Work folder (plans.json, preprocessed/)."),
     fold: str = typer.Option("all", "--fold", "-f", help="0..n_folds-1 or all."),
-    configuration: str | None = typer.Option(None, "--configuration", "-c"),
+    configuration: str | None = typer.Option(
+        None, "--configuration", "-c", help="Configuration (default: the plan's)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from checkpoint_latest.pt."),
     iterations: int | None = typer.Option(None, "--iterations", help="Override the plan."),
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adamw."),
@@ -143,7 +145,7 @@ def train_cmd(
     ddp: int = typer.Option(
         0, "--ddp", help="Processes for DistributedDataParallel via torchrun (gloo)."
     ),
-    seed: int = typer.Option(12345, "--seed"),
+    seed: int = typer.Option(12345, "--seed", help="Base seed of sampling and augmentation."),
 ) -> None:
     """Train one fold; writes WORK/model/fold_<k>/ (checkpoints, log.csv)."""
     from medlens.segmentation import Plans
@@ -230,7 +232,7 @@ def predict(
     probabilities: bool = typer.Option(
         False, "--probabilities", help="Also save float16 probabilities (.npz)."
     ),
-    threads: int | None = typer.Option(None, "--threads"),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads (default: plan)."),
 ) -> None:
     """Segment images; outputs are on each input's grid, in its format (DICOM -> DICOM-SEG)."""
     import numpy as np

@@ -80,13 +80,17 @@ def normalize(
     >>> normalize(np.array([-1000.0, 60.0, 3000.0]), "CT", intensity=st).tolist()
     [-5.0, 1.0, 5.0]
     """
-    a = np.asarray(array, dtype=np.float32)
+    # one float32 copy, then in-place arithmetic (bounded memory for big CT volumes)
+    a = np.array(array, dtype=np.float32, copy=True)
     if scheme == "CT":
         if intensity is None:
             raise ValueError("CT normalisation needs the fingerprint's intensity statistics")
         lo, hi = float(intensity["percentile_00_5"]), float(intensity["percentile_99_5"])
         std = max(float(intensity["std"]), 1e-8)
-        return ((np.clip(a, lo, hi) - float(intensity["mean"])) / std).astype(np.float32)
+        np.clip(a, lo, hi, out=a)
+        a -= np.float32(intensity["mean"])
+        a /= np.float32(std)
+        return a
     if scheme != "zscore":
         raise ValueError(f"unknown normalisation scheme {scheme!r}")
     if use_mask:
@@ -94,12 +98,16 @@ def normalize(
         vals = a[mask]
         if vals.size == 0:
             return np.zeros_like(a)
-        mean, std = float(vals.mean()), float(vals.std())
-        out = (a - mean) / max(std, 1e-8)
-        out[~mask] = 0.0
-        return out.astype(np.float32)
-    mean, std = float(a.mean()), float(a.std())
-    return ((a - mean) / max(std, 1e-8)).astype(np.float32)
+        mean, std = float(vals.mean(dtype=np.float64)), float(vals.std(dtype=np.float64))
+        del vals
+        a -= np.float32(mean)
+        a /= np.float32(max(std, 1e-8))
+        a[~mask] = 0.0
+        return a
+    mean, std = float(a.mean(dtype=np.float64)), float(a.std(dtype=np.float64))
+    a -= np.float32(mean)
+    a /= np.float32(max(std, 1e-8))
+    return a
 
 
 def _anisotropic_axis(spacing: Sequence[float], threshold: float = 3.0) -> int | None:
@@ -199,18 +207,15 @@ def preprocess_case(
     props["ras_affine"] = ras.affine.tolist()
     props["ras_shape"] = list(ras.spatial_shape)
     cropped = crop(ras, start, stop)
-    arr = np.asarray(cropped.array, dtype=np.float32)
-    norm = np.stack(
-        [
-            normalize(
-                arr[c],
-                config.normalization[c],
-                use_mask=config.use_mask_for_norm[c],
-                intensity=plans.intensity[c],
-            )
-            for c in range(arr.shape[0])
-        ]
-    )
+    arr = np.asarray(cropped.array)
+    norm = np.empty(arr.shape, dtype=np.float32)
+    for c in range(arr.shape[0]):
+        norm[c] = normalize(
+            arr[c],
+            config.normalization[c],
+            use_mask=config.use_mask_for_norm[c],
+            intensity=plans.intensity[c],
+        )
     img = cropped.with_array(norm, channels=True)
     spacing = target_spacing_for(config, img.spacing)
     img = resample_to_spacing(

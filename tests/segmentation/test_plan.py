@@ -135,3 +135,10 @@ def test_plans_roundtrip_and_explain(tiny_dataset, tmp_path):
     assert len(back.explain) >= 5
     fp.save(tmp_path / "fp.json")
     assert type(fp).load(tmp_path / "fp.json").cases[0].spacing == (1.0, 1.0, 2.0)
+
+
+def test_mednext_architecture_is_planned():
+    fp = _fp([(1.0, 1.0, 1.0)] * 2, [(96, 96, 96)] * 2)
+    cal = Calibration(per_activation=2e-8, per_flop=5e-11, overhead=0.02, threads=2)
+    plans = plan_experiment(fp, architecture="mednext", time_budget_s=600, calibration=cal)
+    assert {c.network.architecture for c in plans.configurations.values()} == {"mednext"}

@@ -103,3 +103,17 @@ def test_fold_ensemble_averages_networks(model_dir):
         np.random.default_rng(1).normal(size=(1, 16, 16, 8)).astype(np.float32), mirror=False
     )
     torch.testing.assert_close(single, double, rtol=1e-5, atol=1e-6)
+
+
+def test_2d_configuration_trains_and_predicts_volumes(tmp_path):
+    root = write_dataset(tmp_path / "D2", n=2)
+    ds, plans = tiny_plans(root, patch=(16, 16), iterations=2, dims=2)
+    cfg = plans.configurations["tiny"]
+    assert cfg.spatial_dims == 2 and cfg.slice_axis == 2  # the coarse (2 mm) axis
+    pre = preprocess_dataset(ds, plans, tmp_path / "pre", workers=1, progress=False)
+    train(pre, plans, tmp_path / "m", config=TrainConfig(num_workers=0, threads=1), progress=False)
+    pred = load_predictor(tmp_path / "m")
+    img = read_image(ds.test[0].images[0])
+    lab, _ = pred.predict(img, mirror=True)
+    assert lab.spatial_shape == img.spatial_shape
+    np.testing.assert_allclose(lab.affine, img.affine, atol=1e-6)

@@ -8,12 +8,12 @@ Error: target registration error (mm) on a 5x5(x5) grid of points over the centr
 of the fixed image, against the known transform; mean and max. For elastix the
 points are mapped with ``transformix -def`` (so no parameter convention is
 reinterpreted here). Time: wall time of the registration call (medlens
-``register``, after one untimed warm-up call; SimpleITK ``Execute``; the
+``register``, after untimed warm-up calls; SimpleITK ``Execute``; the
 ``elastix`` process, including its start and image reading). All three use 3
 pyramid levels (shrink 4, 2, 1), a linear interpolator, centre-of-mass
 initialisation, MSE (Mattes MI for T1 vs PD).
 
-Run:  nice .venv/bin/python benchmarks/registration_vs_peers.py  [--quick]
+Run:  .venv/bin/python benchmarks/registration_vs_peers.py  [--quick] [--only 3d]
 Needs the Debian ``elastix`` package (requirements/registration.apt).
 """
 
@@ -213,17 +213,25 @@ def run_elastix(case: Case, work: Path) -> tuple[np.ndarray, float]:
 def main() -> None:
     import torch  # imported once up front, as a long-running process would have it
 
-    # one tiny warm-up registration (first-call costs of torch's kernels), untimed
-    warm = Image(np.random.default_rng(0).random((24, 24, 24)).astype(np.float32))
-    register(warm, warm, model="rigid", shrink_factors=(1,), iterations=3)
+    # tiny warm-up registrations (first-call costs of torch's kernels), untimed: 2D and 3D,
+    # through both optimisers (Levenberg-Marquardt for MSE, Adam for MI)
+    rng = np.random.default_rng(0)
+    for shape in ((24, 24, 24), (48, 48)):
+        warm = Image(rng.random(shape).astype(np.float32))
+        for metric in ("mse", "mi"):
+            register(warm, warm, model="rigid", metric=metric,  # type: ignore[arg-type]
+                     shrink_factors=(2, 1), iterations=3)
     del torch
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="three pairs only")
+    ap.add_argument("--only", choices=["2d", "3d"], help="only the 2D or the 3D pairs")
     args = ap.parse_args()
     have_elastix = shutil.which("elastix") is not None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases(args.quick):
+            if args.only and f"{case.fixed.spatial_ndim}d" != args.only:
+                continue
             ml_pts, ml_t = run_medlens(case)
             sk_pts, sk_t = run_sitk(case)
             ml_e, sk_e = tre(case, ml_pts), tre(case, sk_pts)
@@ -241,9 +249,11 @@ def main() -> None:
           "| time medlens (s) | SimpleITK (s) | elastix (s) | time medlens/elastix |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, model, metric, ml, sk, ex, mt, st, et in rows:
-        print(f"| {name} | {model} | {metric} | {ml[0]:.3f} / {ml[1]:.3f} | {sk[0]:.3f} / "
-              f"{sk[1]:.3f} | {ex[0]:.3f} / {ex[1]:.3f} | {mt:.2f} | {st:.2f} | {et:.2f} | "
-              f"{mt / et:.2f} |".replace("nan / nan", "n/a").replace("| nan |", "| n/a |"))
+        cells = [name, model, metric, f"{ml[0]:.3f} / {ml[1]:.3f}", f"{sk[0]:.3f} / {sk[1]:.3f}",
+                 f"{ex[0]:.3f} / {ex[1]:.3f}", f"{mt:.2f}", f"{st:.2f}", f"{et:.2f}",
+                 f"{mt / et:.2f}"]
+        cells = [c.replace("nan / nan", "n/a").replace("nan", "n/a") for c in cells]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

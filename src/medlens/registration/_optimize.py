@@ -581,7 +581,7 @@ def _schedule(lr0: float, it: int, n_it: int) -> float:
 
 def _gauss_newton(drv: _Driver, lev: _Level, model: _LinearModel, max_it: int,
                   progress: Progress | None, kind: str, li: int, n_levels: int,
-                  tol: float = 1e-4, max_rejects: int = 2) -> tuple[int, float]:
+                  tol: float = 1e-4, max_rejects: int = 1) -> tuple[int, float]:
     """Levenberg-Marquardt on the exact MSE over every fixed voxel of one level (no sampling).
 
     The residual is ``r(x) = M(T(x)) - F(x)`` with ``M`` linearly interpolated;
@@ -948,10 +948,15 @@ def register(
         Pyramid levels, coarse to fine (e.g. ``(4, 2, 1)``); chosen from the image size by
         default. Level images are Gaussian-smoothed (sigma = shrink / 2 voxels).
     iterations, deformable_iterations : int or sequence of int, optional
-        Gradient steps per level for the linear and deformable stages.
+        Gradient steps per level for the linear and deformable stages. With
+        ``metric="mse"`` the linear stages run Levenberg-Marquardt on the exact
+        MSE over every voxel of each level, and ``iterations`` is its maximum
+        per level (it stops earlier when converged: largest step below 1e-4 mm,
+        or a step that does not lower the loss).
     learning_rate : float, optional
         Adam's initial step in mm-equivalent parameter units (rotations are
-        scaled by the image radius); cosine-annealed to 0.1% per level.
+        scaled by the image radius); cosine-annealed to 0.1% per level. Not
+        used by the linear MSE stages (Levenberg-Marquardt).
     regularization : {"diffusion", "bending"}
         Smoothness penalty of the deformable velocity / displacement field.
     regularization_weight : float, optional

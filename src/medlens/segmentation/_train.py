@@ -69,7 +69,7 @@ class TrainConfig:
     checkpoint_every_s : float
         Seconds between checkpoints (plus one at the end).
     time_limit_s : float, optional
-        Wall-clock limit: after 10% and 50% of the iterations the total is cut
+        Wall-clock limit: after 10%, 50% and 80% of the iterations the total is cut
         to what the measured speed allows (recorded, so a resume keeps it).
     num_workers : int, optional
         Data-loading processes (default: 1 on 2 cores, else cores // 2).
@@ -662,7 +662,7 @@ def train(
                     losses_f.flush()
                 # adaptive total under a time limit (deterministic once recorded)
                 if tcfg.time_limit_s is not None:
-                    for frac in (0.1, 0.5):
+                    for frac in (0.1, 0.5, 0.8):
                         if (
                             frac not in limit_checks_done
                             and it + 1 >= int(frac * total)

@@ -274,7 +274,7 @@ def train_command(
     time_budget: str = typer.Option("30m", "--time-budget", help="Wall-clock budget, e.g. 30m."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop after N steps."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and sampling."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
 ) -> None:
     """Train an unrolled VarNet (or a magnitude U-Net) within a time budget."""

@@ -317,3 +317,14 @@ def test_cmrxrecon_crop_matlab_convention() -> None:
 def test_cmrxrecon_zero_image() -> None:
     with pytest.raises(ValueError, match="all zero"):
         mm.cmrxrecon_image_metrics(np.zeros((8, 8)), np.ones((8, 8)))
+
+
+def test_fastmri_crop_keeps_rows_of_a_wide_image():
+    from medlens.metrics import fastmri_image_metrics
+
+    rng = np.random.default_rng(3)
+    ref = rng.uniform(0.5, 1.0, size=(2, 12, 20))
+    pred = ref * 0.95
+    m = fastmri_image_metrics(ref, pred)
+    # no rows or columns dropped: equals the uncropped computation
+    assert m == fastmri_image_metrics(ref, pred, crop=False)

@@ -503,7 +503,9 @@ def fastmri_image_metrics(
 
     1. (``crop=True``) both arrays are centre-cropped to a square of the
        reference's last-axis size, ``(W, W)``, as ``evaluate.py`` does before
-       scoring (a no-op for the 320x320 challenge targets);
+       scoring (a no-op for the 320x320 challenge targets). An image with fewer
+       rows than columns, where fastMRI's ``center_crop`` would fail, keeps all
+       its rows: ``(min(H, W), W)``;
     2. NMSE and MSE over the whole volume; PSNR with ``data_range =
        reference.max()`` over the volume;
     3. SSIM per slice (first axis) with skimage's defaults — 7x7 uniform
@@ -544,8 +546,9 @@ def fastmri_image_metrics(
         raise ValueError(f"fastMRI volumes are (slices, rows, cols); got shape {ref.shape}")
     if crop:
         w = ref.shape[-1]
-        ref = fastmri_center_crop(ref, (w, w))
-        pred = fastmri_center_crop(pred, (w, w))
+        h = min(ref.shape[-2], w)  # fastMRI asserts rows >= cols; wider images keep their rows
+        ref = fastmri_center_crop(ref, (h, w))
+        pred = fastmri_center_crop(pred, (h, w))
     ref, pred = _pair(ref, pred)
     maxval = float(ref.max())
     ssim = float(

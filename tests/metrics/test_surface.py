@@ -465,3 +465,21 @@ def test_bbox_of_crop_views(rng, dtype):
     assert nonzero_bbox(view) == ((2, 15), (4, 16), (2, 7))
     assert nonzero_bbox(view) == nonzero_bbox(np.ascontiguousarray(view))
     assert nonzero_bbox(np.zeros((5, 6, 7), dtype=dtype)[1:, 2:, :3]) is None
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int16, np.float32])
+@pytest.mark.parametrize("shape", [(3000, 420), (700, 40, 50), (5,), (1, 9, 2)])
+def test_bbox_equals_nonzero_extent(rng, dtype, shape):
+    # rows of 420 one-byte voxels make the block scan take several blocks from each end;
+    # a few voxels at random places, a single voxel, and an empty array
+    from medlens.metrics._seg_utils import nonzero_bbox
+
+    for n_hits in (4, 1, 0):
+        arr = np.zeros(shape, dtype=dtype)
+        idx = tuple(rng.integers(0, s, n_hits) for s in shape)
+        arr[idx] = 1
+        nz = np.nonzero(arr)
+        expected = (
+            None if n_hits == 0 else tuple((int(i.min()), int(i.max()) + 1) for i in nz)
+        )
+        assert nonzero_bbox(arr) == expected

@@ -179,6 +179,22 @@ def _nonzero_rows(arr: NDArray[np.generic]) -> NDArray[np.bool_]:
     return np.asarray(flat.any(axis=1))
 
 
+def _first_nonzero_row(arr: NDArray[np.generic], *, last: bool) -> int | None:
+    """Index of the first (``last``: the last) slab along axis 0 holding a non-zero voxel.
+
+    Scans blocks of about 1 MiB from that end and stops at the first hit, so the slabs
+    between the first and the last non-zero ones are not read here.
+    """
+    n = arr.shape[0]
+    step = max(1, (1 << 20) // max(1, arr[0].nbytes))
+    starts = range(0, n, step)
+    for start in reversed(starts) if last else starts:
+        hits = np.flatnonzero(_nonzero_rows(arr[start : start + step]))
+        if hits.size:
+            return start + int(hits[-1] if last else hits[0])
+    return None
+
+
 def nonzero_bbox(arr: NDArray[np.generic]) -> BoundingBox | None:
     """Return the bounding box of the non-zero voxels of ``arr``.
 
@@ -208,10 +224,11 @@ def nonzero_bbox(arr: NDArray[np.generic]) -> BoundingBox | None:
             box_t = nonzero_bbox(arr.T)
             return None if box_t is None else box_t[::-1]
         return _nonzero_bbox_strided(arr)
-    rows = np.flatnonzero(_nonzero_rows(arr))
-    if rows.size == 0:
+    first = _first_nonzero_row(arr, last=False)
+    if first is None:
         return None
-    i0, i1 = int(rows[0]), int(rows[-1]) + 1
+    last = _first_nonzero_row(arr[first:], last=True)
+    i0, i1 = first, first + (0 if last is None else last) + 1
     box: list[tuple[int, int]] = [(i0, i1)]
     if arr.ndim == 1:
         return tuple(box)

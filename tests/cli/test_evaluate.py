@@ -70,7 +70,7 @@ def test_segmentation_then_rank(two_methods: Path, capsys: pytest.CaptureFixture
     assert [r["method"] for r in ranking] == ["out_good", "out_bad"]
     assert ranking[0]["rank"] == "1"
     assert (t / "ranking" / "wilcoxon.csv").is_file()
-    html = (t / "ranking" / "report.html").read_text()
+    html = (t / "ranking" / "report.html").read_text(encoding="utf-8")
     assert "Ranking" in html and "rank interval" in html
 
 

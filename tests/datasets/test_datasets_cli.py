@@ -18,7 +18,7 @@ def _run(*args: str, env_cache=None) -> subprocess.CompletedProcess[str]:
     if env_cache is not None:
         env["MEDLENS_DATA"] = str(env_cache)
     return subprocess.run([sys.executable, "-m", "medlens.cli", "datasets", *args],
-                          capture_output=True, text=True, timeout=300, env=env)
+                          capture_output=True, text=True, encoding="utf-8", timeout=300, env=env)
 
 
 def test_list():

@@ -32,7 +32,13 @@ from medlens.metrics._lesion import (
     panoptic_quality,
 )
 from medlens.metrics._overlap import ConfusionCounts, overlap_from_counts
-from medlens.metrics._seg_utils import check_pair, check_spacing, nonzero_bbox, union_bbox
+from medlens.metrics._seg_utils import (
+    BoundingBox,
+    check_pair,
+    check_spacing,
+    default_threads,
+    joint_bbox,
+)
 from medlens.metrics._surface import (
     _assd,
     _check_pooling,
@@ -41,7 +47,7 @@ from medlens.metrics._surface import (
     _hd_percentile,
     _masd,
     _nsd,
-    surface_distances,
+    _surface_distances,
 )
 
 __all__ = [
@@ -333,7 +339,8 @@ def segmentation_metrics(
             )
 
     total = int(ref.size)
-    box = union_bbox(nonzero_bbox(ref), nonzero_bbox(pred))
+    n_threads = default_threads(threads)
+    box = joint_bbox(ref, pred, n_threads)
     if box is None:  # keep one background voxel so every metric sees a valid array
         sl: tuple[slice, ...] = (slice(0, 1),) * ref.ndim
     else:
@@ -349,7 +356,13 @@ def segmentation_metrics(
         counts = ConfusionCounts(tp, n_p - tp, n_r - tp, total - n_r - n_p + tp)
         sd = None
         if any(_needs_surface(n) for n in names):
-            sd = surface_distances(r_m, p_m, spacing=sp, method=method, threads=threads)  # type: ignore[arg-type]
+            r_box: BoundingBox | None
+            if box is not None and r_m is ref_c and p_m is pred_c:
+                # the crop is the joint bounding box of these very masks
+                r_box = tuple((0, n) for n in r_m.shape)
+            else:
+                r_box = joint_bbox(r_m, p_m, n_threads)
+            sd = _surface_distances(r_m, p_m, sp, method, n_threads, r_box)
         fill = None if sd is None else _empty_distance(sd, empty_penalty)
         brats = None
         if any(n in _BRATS for n in names):

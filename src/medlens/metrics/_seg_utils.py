@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -24,7 +25,9 @@ __all__ = [
     "check_spacing",
     "crop_padded",
     "default_threads",
+    "joint_bbox",
     "nonzero_bbox",
+    "on_both",
     "union_bbox",
 ]
 
@@ -267,6 +270,73 @@ def _nonzero_bbox_strided(arr: NDArray[np.generic]) -> BoundingBox | None:
             return None
         box.append((int(line[0]), int(line[-1]) + 1))
     return tuple(box)
+
+
+_T = TypeVar("_T")
+
+# below this many voxels, running the two masks' passes in two threads does not pay
+CONCURRENT_MIN_VOXELS = 1_000_000
+
+
+def on_both(
+    fn: Callable[[NDArray[np.generic]], _T],
+    x: NDArray[np.generic],
+    y: NDArray[np.generic],
+    concurrent: bool,
+) -> tuple[_T, _T]:
+    """Return ``(fn(x), fn(y))``, the two calls in two threads when ``concurrent``.
+
+    Worth it for large arrays only: NumPy releases the GIL in its array loops.
+
+    Parameters
+    ----------
+    fn : callable
+        Function of one array.
+    x, y : numpy.ndarray
+        The two arrays.
+    concurrent : bool
+        Whether to run the two calls in two threads.
+
+    Returns
+    -------
+    tuple
+        The two results.
+    """
+    if not concurrent:
+        return fn(x), fn(y)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fx, fy = pool.submit(fn, x), pool.submit(fn, y)
+        return fx.result(), fy.result()
+
+
+def joint_bbox(
+    a: NDArray[np.generic], b: NDArray[np.generic], threads: int = 1
+) -> BoundingBox | None:
+    """Return the bounding box of the non-zero voxels of two arrays of one shape.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The arrays.
+    threads : int
+        With two or more, large arrays are read in two threads.
+
+    Returns
+    -------
+    tuple of (int, int) or None
+        The smallest box holding both arrays' non-zero voxels; ``None`` if there is none.
+
+    Examples
+    --------
+    >>> a = np.zeros((4, 5), dtype=bool); a[1, 2] = True
+    >>> b = np.zeros((4, 5), dtype=bool); b[3, 0] = True
+    >>> joint_bbox(a, b)
+    ((1, 4), (0, 3))
+    """
+    pair = threads >= 2 and a.size >= CONCURRENT_MIN_VOXELS
+    return union_bbox(*on_both(nonzero_bbox, a, b, pair))
 
 
 def union_bbox(a: BoundingBox | None, b: BoundingBox | None) -> BoundingBox | None:

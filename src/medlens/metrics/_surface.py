@@ -18,24 +18,32 @@ Distances from every surface element of one mask to the nearest surface element 
 other are exact nearest-neighbour distances between element positions in mm (voxel
 indices times ``spacing``): the same numbers as the peers' Euclidean distance transforms
 read at the elements. Everything happens on the joint bounding box of both masks plus one
-voxel. Two algorithms, chosen by the size of that crop, give the same distances:
+voxel. The distances come from one of these exact algorithms:
 
-- 2D crops and small 3D crops: one Euclidean distance transform of the crop per
-  direction (the ``edt`` package);
-- 3D crops of at least 200,000 voxels: a slice-wise search that needs no transform of
-  the whole crop. Cut across the axis of the largest spacing, each slice gets a 2D
-  transform of the other surface's elements on a box around that slice's elements; an
-  element's distance is the minimum over slices of the in-plane value read at its
-  position plus the squared offset between the slices, searched outwards from its own
-  slice and stopped as soon as the offset alone exceeds the best value found. Elements
-  with no other-surface element within 8 mm of slice offset (false-positive islands far
-  from the reference, say) are answered by a KD-tree (``scipy.spatial.cKDTree``). See
-  ``_sliced_distances``. At 512x512x300 this takes about half the work of two 3D
-  transforms.
+- with numba installed (any crop, 2D or 3D): the ordered offset scan of
+  :mod:`medlens.metrics._nearest`. Along the axis of the smallest spacing each voxel
+  gets its distance to the nearest other-surface element of its line (two sweeps);
+  an element's squared distance is then the minimum over in-plane offsets of that value
+  plus the offset's squared length, the offsets read by increasing length until the
+  length alone exceeds the best value found (about ``pi d² / (s_b s_c)`` reads for an
+  element at distance ``d``). Elements with nothing within ``_SCAN_MM`` in-plane read
+  their whole plane, or, when too many do (masks far apart), go to a KD-tree. See
+  ``_scanned_distances``. No transform of the crop is computed; float64 throughout.
+- without numba, 2D crops and small 3D crops: one Euclidean distance transform of the
+  crop per direction (the ``edt`` package, float32);
+- without numba, 3D crops of at least 200,000 voxels: a slice-wise search that needs no
+  transform of the whole crop. Cut across the axis of the largest spacing, each slice
+  gets a 2D transform of the other surface's elements on a box around that slice's
+  elements; an element's distance is the minimum over slices of the in-plane value read
+  at its position plus the squared offset between the slices, searched outwards from
+  its own slice and stopped as soon as the offset alone exceeds the best value found.
+  Elements with no other-surface element within 8 mm of slice offset (false-positive
+  islands far from the reference, say) are answered by a KD-tree
+  (``scipy.spatial.cKDTree``). See ``_sliced_distances``.
 
 One call to :func:`surface_distances` or :func:`surface_metrics` does that work once;
-every metric is a cheap reduction of its result. The transforms run in float32 (relative
-error ~1e-7); NSD re-checks elements whose distance is within 1e-5 of the tolerance
+every metric is a cheap reduction of its result. The ``edt`` transforms run in float32
+(relative error ~1e-7); NSD re-checks elements whose distance is within 1e-5 of the tolerance
 exactly on the voxel lattice, so ties count as within. The surfel area table is built
 from scikit-image's Lorensen marching cubes (the complement's triangulation for
 configurations with more than four inside corners), which reproduces DeepMind's table
@@ -55,20 +63,22 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from medlens.metrics._seg_utils import (
+    CONCURRENT_MIN_VOXELS,
+    BoundingBox,
     check_pair,
     check_spacing,
     crop_padded,
     default_threads,
-    nonzero_bbox,
-    union_bbox,
+    joint_bbox,
+    on_both,
 )
 
 __all__ = [
@@ -90,13 +100,17 @@ _METHODS = ("surfel", "border")
 _POOLINGS = ("pooled", "max_directed")
 # half-width of the band around a tolerance inside which float32 distances are re-checked
 _TIE_BAND = 1e-5
-# below this many voxels in the crop, running the two transforms concurrently does not pay
-_CONCURRENT_MIN_VOXELS = 1_000_000
 # 3D crops of at least this many voxels use the slice-wise nearest-surface search
 # (_sliced_distances); below it one transform of the crop per direction is cheaper
 _SLICED_MIN_VOXELS = 200_000
 # slices on each side (in mm along the coarsest axis) searched before the KD-tree fallback
 _WINDOW_MM = 8.0
+# the ordered offset scan of _nearest (numba) answers every crop when numba is installed
+_SCAN = True
+# in-plane offsets tabulated for the scan (mm); farther points are read off their whole plane
+_SCAN_MM = 20.0
+# above this many reads (unresolved points x plane size) a KD-tree answers them instead
+_PLANE_MAX_READS = 30_000_000
 
 
 # --------------------------------------------------------------------------- tables
@@ -202,28 +216,6 @@ def _border_voxels(padded: NDArray[np.bool_]) -> NDArray[np.bool_]:
         mid &= padded[(*pre, slice(2, None))]
     border: NDArray[np.bool_] = padded & ~eroded
     return border
-
-
-_T = TypeVar("_T")
-
-
-def _both(
-    fn: Callable[[NDArray[np.generic]], _T],
-    x: NDArray[np.generic],
-    y: NDArray[np.generic],
-    concurrent: bool,
-) -> tuple[_T, _T]:
-    """``(fn(x), fn(y))``, the two calls in two threads when ``concurrent``.
-
-    Worth it for large arrays only: NumPy releases the GIL in its array loops.
-    """
-    if not concurrent:
-        return fn(x), fn(y)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        fx, fy = pool.submit(fn, x), pool.submit(fn, y)
-        return fx.result(), fy.result()
 
 
 @dataclass(frozen=True, eq=False)
@@ -370,16 +362,80 @@ def _sliced_distances(
         best[active] = np.minimum(best[active], cand + shift)
     dist = np.sqrt(best)
     far = active[best[active] > step2 * (w + 1) ** 2] if w < na - 1 else active[:0]
-    if far.size:
-        # a target more than w slices away may be the nearest: ask a KD-tree
-        from scipy.spatial import cKDTree
+    if far.size:  # a target more than w slices away may be the nearest: ask a KD-tree
+        dist[far] = _kdtree_distances(tuple(x[far] for x in query), target, spacing, workers)
+    return dist
 
-        scale = np.asarray(spacing)
-        tree = cKDTree(
-            np.stack(target, axis=1) * scale, leafsize=64, balanced_tree=False, compact_nodes=False
-        )
-        points = np.stack([x[far] for x in query], axis=1) * scale
-        dist[far] = tree.query(points, k=1, workers=workers)[0]
+
+def _kdtree_distances(
+    query: tuple[NDArray[np.intp], ...],
+    target: tuple[NDArray[np.intp], ...],
+    spacing: tuple[float, ...],
+    workers: int,
+) -> NDArray[np.float64]:
+    """Distance (mm) from each query point to the nearest target point, by a KD-tree.
+
+    Points are given by their grid coordinates, one array per axis.
+    """
+    from scipy.spatial import cKDTree
+
+    scale = np.asarray(spacing)
+    tree = cKDTree(
+        np.stack(target, axis=1) * scale, leafsize=64, balanced_tree=False, compact_nodes=False
+    )
+    dist: NDArray[np.float64] = tree.query(np.stack(query, axis=1) * scale, k=1, workers=workers)[0]
+    return dist
+
+
+def _scan_available() -> bool:
+    if not _SCAN:
+        return False
+    from medlens.metrics import _nearest
+
+    return _nearest.available()
+
+
+def _scanned_distances(
+    query: NDArray[np.intp],
+    target: _Surface,
+    spacing: tuple[float, ...],
+    threads: int,
+) -> NDArray[np.float64]:
+    """Distance (mm) from each query element to the nearest ``target`` element.
+
+    The ordered offset scan of :mod:`medlens.metrics._nearest` (numba): squared
+    distances along the axis of the smallest spacing, then a scan of in-plane offsets by
+    increasing length that stops as soon as no farther offset can give less. Points with
+    nothing within ``_SCAN_MM`` in-plane are answered from their whole plane, or by a
+    KD-tree when there are too many of them (masks far apart). Exact: the distances are
+    those between lattice points, in float64.
+    """
+    from medlens.metrics import _nearest
+
+    shape3 = target.mask.shape + (1,) * (3 - target.mask.ndim)  # 2D: a trailing axis of 1
+    sp3 = (*spacing, 1.0)[:3]
+    axis = int(np.argmin(spacing))
+    g = _nearest.line_distances(target.mask.reshape(shape3), axis, sp3[axis])
+
+    def scan(part: NDArray[np.intp]) -> NDArray[np.float64]:
+        return _nearest.scan_distances(g, axis, part, sp3, _SCAN_MM)
+
+    if threads > 1 and query.size >= 20_000:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            d2 = np.concatenate(list(pool.map(scan, np.array_split(query, threads))))
+    else:
+        d2 = scan(query)
+    far = np.flatnonzero(d2 < 0)
+    kdtree = far.size * (g.size // shape3[axis]) > _PLANE_MAX_READS
+    if far.size:
+        d2[far] = 0.0 if kdtree else _nearest.plane_distances(g, axis, query[far], sp3)
+    dist = np.sqrt(d2, out=d2)
+    if far.size and kdtree:
+        shape = target.mask.shape
+        pts_q, pts_t = np.unravel_index(query[far], shape), np.unravel_index(target.flat, shape)
+        dist[far] = _kdtree_distances(pts_q, pts_t, spacing, threads)
     return dist
 
 
@@ -388,14 +444,16 @@ def _directed_distances(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Distances from each reference element to the prediction surface and vice versa.
 
-    3D grids of at least ``_SLICED_MIN_VOXELS`` use :func:`_sliced_distances`; smaller and
-    2D ones one distance transform of the grid per direction. The two directions are
-    independent; with two or more threads they run concurrently (``edt`` and NumPy
-    release the GIL), each using half of the threads.
+    With numba installed, every grid uses :func:`_scanned_distances`. Without it, 3D grids
+    of at least ``_SLICED_MIN_VOXELS`` use :func:`_sliced_distances`, smaller and 2D ones
+    one distance transform of the grid per direction. The two directions are
+    independent; with two or more threads they run concurrently (the numba kernels,
+    ``edt`` and NumPy release the GIL), each using half of the threads.
     """
     n_r, n_p = surf_r.flat.size, surf_p.flat.size
     shape = surf_r.mask.shape
-    sliced = len(shape) == 3 and surf_r.mask.size >= _SLICED_MIN_VOXELS
+    scanned = _scan_available()
+    sliced = not scanned and len(shape) == 3 and surf_r.mask.size >= _SLICED_MIN_VOXELS
     coords = {}
     if sliced and n_r and n_p:
         coords = {id(s): np.unravel_index(s.flat, shape) for s in (surf_r, surf_p)}
@@ -405,12 +463,14 @@ def _directed_distances(
             return np.full(query.flat.size, np.inf)
         if query.flat.size == 0:
             return np.zeros(0)
+        if scanned:
+            return _scanned_distances(query.flat, target, spacing, t)
         if sliced:
             return _sliced_distances(coords[id(query)], coords[id(target)], shape, spacing, t)
         dist = _distance_to(target.mask, spacing, t).reshape(-1)[query.flat]
         return dist.astype(np.float64)
 
-    if threads >= 2 and n_r and n_p and surf_r.mask.size >= _CONCURRENT_MIN_VOXELS:
+    if threads >= 2 and n_r and n_p and surf_r.mask.size >= CONCURRENT_MIN_VOXELS:
         from concurrent.futures import ThreadPoolExecutor
 
         half = max(1, threads // 2)
@@ -585,19 +645,29 @@ def surface_distances(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     n_threads = default_threads(threads)
-    pair = n_threads >= 2 and ref.size >= _CONCURRENT_MIN_VOXELS
-    box = union_bbox(*_both(nonzero_bbox, ref, pred, pair))
+    return _surface_distances(ref, pred, sp, method, n_threads, joint_bbox(ref, pred, n_threads))
+
+
+def _surface_distances(
+    ref: NDArray[np.generic],
+    pred: NDArray[np.generic],
+    sp: tuple[float, ...],
+    method: str,
+    n_threads: int,
+    box: BoundingBox | None,
+) -> SurfaceDistances:
+    """:func:`surface_distances` of checked inputs whose joint bounding box is ``box``."""
     empty = np.zeros(0)
     if box is None:
         return SurfaceDistances(empty, empty, empty, empty, method, sp)
     crop_size = math.prod(hi - lo + 2 for lo, hi in box)
-    pair = n_threads >= 2 and crop_size >= _CONCURRENT_MIN_VOXELS
+    pair = n_threads >= 2 and crop_size >= CONCURRENT_MIN_VOXELS
     table = _area_table(sp) if method == "surfel" else None
 
     def elements(mask: NDArray[np.generic]) -> _Surface:
         return _surface_elements(crop_padded(mask, box, pad=1), table)
 
-    surf_r, surf_p = _both(elements, ref, pred, pair)
+    surf_r, surf_p = on_both(elements, ref, pred, pair)
     d_rp, d_pr = _directed_distances(surf_r, surf_p, sp, n_threads)
     return SurfaceDistances(
         d_rp, d_pr, surf_r.areas, surf_p.areas, method, sp, surf_r.mask, surf_p.mask

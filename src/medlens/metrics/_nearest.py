@@ -1,0 +1,334 @@
+"""Exact nearest-target distances at query points of a 3D grid, compiled with numba.
+
+Imported only on demand by :mod:`medlens.metrics._surface` (``import medlens`` does not
+import numba). No distance transform of the grid is computed:
+
+1. Along one axis ``a`` (the caller picks the one of the smallest spacing), every voxel
+   gets the squared distance (mm²) to the nearest target voxel of its line, ``g``
+   (two sweeps: the first pass of a separable Euclidean distance transform; ``inf``
+   where the line holds no target).
+2. The squared distance of a query point ``x`` to the targets is the minimum, over the
+   integer offsets ``o`` in the plane of the two other axes ``b`` and ``c``, of
+   ``g[x + o] + |o|²`` with ``|o|² = (o_b s_b)² + (o_c s_c)²``. The offsets are read in
+   order of increasing ``|o|²``, and the scan stops as soon as ``|o|²`` alone reaches
+   the best value found, since no later offset can give less. A point at distance
+   ``d`` reads about ``pi d² / (s_b s_c)`` values.
+3. The offsets are tabulated up to a radius. A point whose best value is still above
+   the radius² at the end of the table ("unresolved", returned as -1) is decided by
+   :func:`plane_distances`, which reads every offset of its plane; the caller uses a
+   KD-tree instead when that would be too much work (masks far apart).
+
+Every value is the exact squared Euclidean distance between lattice points (float64).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["available", "line_distances", "offset_table", "plane_distances", "scan_distances"]
+
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    """Compile ``fn`` with ``numba.njit(nogil=True, cache=True)``.
+
+    Without the on-disk cache when neither the package directory nor numba's user cache
+    directory can be written.
+    """
+    import numba
+
+    try:
+        return numba.njit(nogil=True, cache=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(fn)
+
+
+def _line_kernel(
+    target: NDArray[np.bool_], step2: float, run: NDArray[np.int32], g: NDArray[np.float64]
+) -> None:
+    """Squared distance (mm²) to the nearest target along axis 1 of ``(A, n, B)`` arrays.
+
+    ``run`` is scratch space of the same shape; ``step2`` is the squared spacing of axis 1.
+    """
+    n_outer, n, n_inner = target.shape
+    none = 2 * n + 2
+    for o in range(n_outer):
+        for m in range(n_inner):
+            run[o, 0, m] = 0 if target[o, 0, m] else none
+        for i in range(1, n):
+            for m in range(n_inner):
+                run[o, i, m] = 0 if target[o, i, m] else run[o, i - 1, m] + 1
+        for m in range(n_inner):
+            v = run[o, n - 1, m]
+            g[o, n - 1, m] = v * v * step2 if v < n else np.inf
+        for i in range(n - 2, -1, -1):
+            for m in range(n_inner):
+                v = min(run[o, i, m], run[o, i + 1, m] + 1)
+                run[o, i, m] = v
+                g[o, i, m] = v * v * step2 if v < n else np.inf
+
+
+def _scan_kernel(
+    g: NDArray[np.float64],
+    shape: NDArray[np.intp],
+    axes: NDArray[np.intp],
+    flat: NDArray[np.intp],
+    off_b: NDArray[np.intp],
+    off_c: NDArray[np.intp],
+    delta: NDArray[np.intp],
+    off_d2: NDArray[np.float64],
+    resolved2: float,
+    out: NDArray[np.float64],
+) -> None:
+    """Squared distance of each query point by the ordered offset scan.
+
+    ``delta`` holds the flat-index step of each offset. A best value above
+    ``resolved2`` (every offset missing from the table is longer than that) could still
+    be lowered by a missing offset: it is stored as -1.
+    """
+    b, c = axes[1], axes[2]
+    n_b, n_c = shape[b], shape[c]
+    s0, s1 = shape[1] * shape[2], shape[2]
+    r_b = np.max(np.abs(off_b))
+    r_c = np.max(np.abs(off_c))
+    for p in range(flat.size):
+        q = flat[p]
+        x0 = q // s0
+        x1 = (q - x0 * s0) // s1
+        x2 = q - x0 * s0 - x1 * s1
+        xb = x0 if b == 0 else (x1 if b == 1 else x2)
+        xc = x0 if c == 0 else (x1 if c == 1 else x2)
+        best = np.inf
+        if r_b <= xb < n_b - r_b and r_c <= xc < n_c - r_c:  # every offset stays inside
+            for o in range(off_d2.size):
+                d2 = off_d2[o]
+                if d2 >= best:
+                    break
+                cand = g[q + delta[o]] + d2
+                if cand < best:
+                    best = cand
+        else:
+            for o in range(off_d2.size):
+                d2 = off_d2[o]
+                if d2 >= best:
+                    break
+                yb = xb + off_b[o]
+                yc = xc + off_c[o]
+                if yb < 0 or yb >= n_b or yc < 0 or yc >= n_c:
+                    continue
+                cand = g[q + delta[o]] + d2
+                if cand < best:
+                    best = cand
+        out[p] = best if best <= resolved2 else -1.0
+
+
+def _plane_kernel(
+    g: NDArray[np.float64],
+    shape: NDArray[np.intp],
+    axes: NDArray[np.intp],
+    flat: NDArray[np.intp],
+    spacing: NDArray[np.float64],
+    out: NDArray[np.float64],
+) -> None:
+    """Squared distance of each query point from every offset of its plane."""
+    b, c = axes[1], axes[2]
+    n_b, n_c = shape[b], shape[c]
+    s0, s1 = shape[1] * shape[2], shape[2]
+    st_b = s0 if b == 0 else (s1 if b == 1 else 1)
+    st_c = s0 if c == 0 else (s1 if c == 1 else 1)
+    sb2, sc2 = spacing[b] ** 2, spacing[c] ** 2
+    for p in range(flat.size):
+        q = flat[p]
+        x0 = q // s0
+        x1 = (q - x0 * s0) // s1
+        x2 = q - x0 * s0 - x1 * s1
+        xb = x0 if b == 0 else (x1 if b == 1 else x2)
+        xc = x0 if c == 0 else (x1 if c == 1 else x2)
+        base = q - xb * st_b - xc * st_c
+        best = np.inf
+        for yb in range(n_b):
+            db2 = (yb - xb) * (yb - xb) * sb2
+            if db2 >= best:
+                continue
+            row = base + yb * st_b
+            for yc in range(n_c):
+                cand = g[row + yc * st_c] + db2 + (yc - xc) * (yc - xc) * sc2
+                if cand < best:
+                    best = cand
+        out[p] = best
+
+
+@functools.cache
+def _kernels() -> tuple[Any, Any, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba's own notes at import and compile time
+        return _jit(_line_kernel), _jit(_scan_kernel), _jit(_plane_kernel)
+
+
+def available() -> bool:
+    """Whether numba can be imported (else the caller takes its NumPy/SciPy path).
+
+    Returns
+    -------
+    bool
+        ``True`` when the kernels of this module can be compiled.
+    """
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def line_distances(target: NDArray[np.bool_], axis: int, spacing: float) -> NDArray[np.float64]:
+    """Squared distance (mm²) from each voxel to the nearest target voxel along ``axis``.
+
+    Parameters
+    ----------
+    target : numpy.ndarray of bool, C-contiguous, 3 axes
+        The target voxels.
+    axis : int
+        The axis of the lines.
+    spacing : float
+        Spacing of that axis in mm.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Same shape; ``inf`` where the line holds no target.
+    """
+    shape = target.shape
+    lines = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
+    g = np.empty(lines)
+    _kernels()[0](target.reshape(lines), spacing * spacing, np.empty(lines, np.int32), g)
+    return g.reshape(shape)
+
+
+@functools.lru_cache(maxsize=32)
+def offset_table(
+    spacing_b: float, spacing_c: float, n_b: int, n_c: int, radius: float
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """Integer in-plane offsets of length at most ``radius`` mm, by increasing length.
+
+    Parameters
+    ----------
+    spacing_b, spacing_c : float
+        Spacing (mm) of the two plane axes.
+    n_b, n_c : int
+        Grid extent along them (offsets are limited to ``|o| < n``).
+    radius : float
+        Largest offset length in mm.
+
+    Returns
+    -------
+    off_b, off_c : numpy.ndarray of intp
+        The offsets.
+    d2 : numpy.ndarray of float64
+        Their squared lengths in mm², non-decreasing.
+    """
+    rb = min(n_b - 1, math.floor(radius / spacing_b))
+    rc = min(n_c - 1, math.floor(radius / spacing_c))
+    ob, oc = np.meshgrid(np.arange(-rb, rb + 1), np.arange(-rc, rc + 1), indexing="ij")
+    d2 = (ob * spacing_b) ** 2 + (oc * spacing_c) ** 2
+    keep = d2 <= radius * radius
+    d2, ob, oc = d2[keep], ob[keep], oc[keep]
+    order = np.argsort(d2, kind="stable")
+    out = (ob[order], oc[order], d2[order])
+    for arr in out:
+        arr.flags.writeable = False  # shared through the cache
+    return out
+
+
+def _axes(axis: int) -> NDArray[np.intp]:
+    return np.array([axis, *(x for x in range(3) if x != axis)], dtype=np.intp)
+
+
+def scan_distances(
+    g: NDArray[np.float64],
+    axis: int,
+    flat: NDArray[np.intp],
+    spacing: tuple[float, ...],
+    radius: float,
+) -> NDArray[np.float64]:
+    """Squared distances (mm²) of query points, ``-1`` where unresolved within ``radius``.
+
+    Parameters
+    ----------
+    g : numpy.ndarray of float64, C-contiguous, 3 axes
+        :func:`line_distances` of the targets along ``axis``.
+    axis : int
+        Its axis.
+    flat : numpy.ndarray of intp
+        C-order flat indices of the query points.
+    spacing : tuple of float
+        Voxel size in mm.
+    radius : float
+        Largest in-plane offset read, in mm (> 0).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        One value per query point.
+    """
+    shape = g.shape
+    axes = _axes(axis)
+    b, c = int(axes[1]), int(axes[2])
+    off_b, off_c, off_d2 = offset_table(spacing[b], spacing[c], shape[b], shape[c], radius)
+    strides = (shape[1] * shape[2], shape[2], 1)
+    delta = off_b * strides[b] + off_c * strides[c]
+    # the table holds every offset of the plane, or every offset up to ``radius``
+    plane_max2 = ((shape[b] - 1) * spacing[b]) ** 2 + ((shape[c] - 1) * spacing[c]) ** 2
+    resolved2 = math.inf if plane_max2 <= radius * radius else radius * radius
+    out = np.empty(flat.size)
+    _kernels()[1](
+        g.reshape(-1),
+        np.asarray(shape, dtype=np.intp),
+        axes,
+        np.ascontiguousarray(flat, dtype=np.intp),
+        off_b,
+        off_c,
+        delta,
+        off_d2,
+        resolved2,
+        out,
+    )
+    return out
+
+
+def plane_distances(
+    g: NDArray[np.float64], axis: int, flat: NDArray[np.intp], spacing: tuple[float, ...]
+) -> NDArray[np.float64]:
+    """Squared distances (mm²) of query points from every offset of their plane (exact).
+
+    Parameters
+    ----------
+    g : numpy.ndarray of float64, C-contiguous, 3 axes
+        :func:`line_distances` of the targets along ``axis``.
+    axis : int
+        Its axis.
+    flat : numpy.ndarray of intp
+        C-order flat indices of the query points.
+    spacing : tuple of float
+        Voxel size in mm.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        One value per query point (``inf`` if there is no target at all).
+    """
+    out = np.empty(flat.size)
+    _kernels()[2](
+        g.reshape(-1),
+        np.asarray(g.shape, dtype=np.intp),
+        _axes(axis),
+        np.ascontiguousarray(flat, dtype=np.intp),
+        np.asarray(spacing, dtype=np.float64),
+        out,
+    )
+    return out

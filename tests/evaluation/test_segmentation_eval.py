@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from medlens.evaluation import (
     pair_cases,
     read_metrics_csv,
     run_cases,
+    score_label_maps,
     segmentation_preset,
 )
 from medlens.metrics import (
@@ -273,3 +275,50 @@ def test_interrupted_run_resumes(seg_dirs: tuple[Path, Path], tmp_path: Path) ->
     resumed = run_cases(ev, tasks, tmp_path / "o", progress=False)
     assert resumed.reused == 2
     assert resumed.results == run_cases(ev, tasks, tmp_path / "fresh", progress=False).results
+
+
+def test_fets2021_hd95_in_voxel_units_as_captk() -> None:
+    """CaPTk's FeTS 2021 HD95 (CBICA Hausdorff95 = MedPy ``hd95`` without voxelspacing):
+    border voxels, pooled, in voxel units; one side empty scores the image diagonal in
+    voxels, both empty 0. Worked by hand on a (8, 6, 5) grid with spacing (2.5, 1, 1)."""
+    spec = segmentation_preset("fets2021")
+    ref = np.zeros((8, 6, 5), np.uint8)
+    pred = np.zeros_like(ref)
+    ref[1, 2, 2] = 4  # ET, so also in TC and WT
+    pred[3, 2, 2] = 4  # two voxels away along axis 0: 2 voxels (5 mm)
+    rows, penalised = score_label_maps(ref, pred, spacing=(2.5, 1.0, 1.0), spec=spec)
+    got = {(r, m): v for r, m, v in rows}
+    for region in ("WT", "TC", "ET"):
+        assert got[(region, "hd95")] == 2.0
+        assert got[(region, "dice")] == 0.0
+    assert penalised == ()
+    # ET empty in the prediction only: sqrt(8² + 6² + 5²) = sqrt(125) voxels
+    pred[3, 2, 2] = 1
+    rows, penalised = score_label_maps(ref, pred, spacing=(2.5, 1.0, 1.0), spec=spec)
+    got = {(r, m): v for r, m, v in rows}
+    assert got[("ET", "hd95")] == pytest.approx(math.sqrt(125.0), rel=1e-12)
+    assert ("ET", "hd95") in penalised
+    assert got[("TC", "hd95")] == 2.0
+    # ET empty in both: 0 (and Dice 1)
+    ref[1, 2, 2] = 1
+    rows, _ = score_label_maps(ref, pred, spacing=(2.5, 1.0, 1.0), spec=spec)
+    got = {(r, m): v for r, m, v in rows}
+    assert got[("ET", "hd95")] == 0.0 and got[("ET", "dice")] == 1.0
+
+
+def test_fets2021_hd95_equals_medpy_without_spacing() -> None:
+    binary = pytest.importorskip("medpy.metric.binary")
+    rng = np.random.default_rng(7)
+    ref = np.zeros((20, 18, 12), np.uint8)
+    pred = np.zeros_like(ref)
+    ref[4:14, 3:12, 2:9] = 4
+    pred[5:15, 4:12, 3:10] = 4
+    ref[rng.random(ref.shape) < 0.02] = 4
+    rows, _ = score_label_maps(
+        ref, pred, spacing=(0.7, 1.3, 3.0), spec=segmentation_preset("fets2021")
+    )
+    got = {(r, m): v for r, m, v in rows}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        expected = binary.hd95(pred == 4, ref == 4)  # no voxelspacing, as CaPTk calls it
+    assert got[("ET", "hd95")] == pytest.approx(expected, rel=1e-9)

@@ -66,6 +66,10 @@ class SegmentationSpec:
     brats_challenge : str or None
         Key of :data:`medlens.metrics.BRATS2023_LESION_PARAMETERS` for the BraTS
         lesion-wise metrics (``BraTS-GLI``, ``BraTS-MEN`` ...).
+    voxel_units : bool
+        Distances (and the ``"diagonal"`` penalty) in voxel units, ignoring the image
+        spacing, as the FeTS 2021 / CaPTk HD95 does (MedPy ``hd95`` called without
+        ``voxelspacing``). Overlap metrics are unaffected.
     """
 
     name: str
@@ -76,6 +80,7 @@ class SegmentationSpec:
     empty_penalty: float | str = "diagonal"
     connectivity: int = 26
     brats_challenge: str | None = None
+    voxel_units: bool = False
 
     def settings(self) -> dict[str, Any]:
         """Definitions used, for ``summary.json`` and the report."""
@@ -90,6 +95,8 @@ class SegmentationSpec:
             "both masks empty": "dice 1, nsd 1, distances 0",
             "missing or mismatched prediction": "scored as an empty prediction (penalised)",
         }
+        if self.voxel_units:
+            out["distance units"] = "voxels (image spacing ignored, as CaPTk's HD95)"
         tols = {r.name: r.nsd_tolerance for r in self.regions if r.nsd_tolerance is not None}
         if tols:
             out["nsd tolerances (mm)"] = tols
@@ -104,7 +111,13 @@ class SegmentationSpec:
         return out
 
 
-# FeTS 2021 uses the BraTS 2021 labels (1 NCR, 2 ED, 4 ET).
+# FeTS 2021 uses the BraTS 2021 labels (1 NCR, 2 ED, 4 ET). Its official metrics are
+# CaPTk's BraTS statistics (FeTS-AI/Challenge Task_2/mlcubes/metrics: `Utilities -lsb`,
+# cbica::GetBraTSLabelStatistics). Their HD95 runs CBICA's Hausdorff95 CLI, which is MedPy
+# 0.4 `hd95(gt, mask)` without voxelspacing: border voxels of a 6-connected erosion, both
+# directions pooled, linear-interpolated 95th percentile, in voxel units; a region empty in
+# exactly one image scores the image diagonal in voxels, sqrt(sum(size_i ** 2)) (373.13 for
+# 240x240x155), and empty in both scores 0.
 _FETS_REGIONS = (Region("WT", (1, 2, 4)), Region("TC", (1, 4)), Region("ET", (4,)))
 
 
@@ -149,7 +162,8 @@ SEGMENTATION_PRESETS: dict[str, SegmentationSpec] = {
         metrics=("dice", "hd95", "recall", "specificity"),
         method="border",
         pooling="pooled",
-        empty_penalty=373.12866,
+        empty_penalty="diagonal",
+        voxel_units=True,
     ),
     "generic": SegmentationSpec(
         name="generic",
@@ -412,6 +426,8 @@ def score_label_maps(
     if not regions:
         labels = set(np.unique(reference).tolist()) | set(np.unique(prediction).tolist())
         regions = label_regions(sorted(v for v in labels if v != 0))
+    if spec.voxel_units:
+        spacing = (1.0,) * len(spacing)
     out = segmentation_metrics(
         reference,
         prediction,

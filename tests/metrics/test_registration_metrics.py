@@ -121,3 +121,32 @@ def test_input_errors() -> None:
         mm.jacobian_determinant(np.zeros((3, 4, 4, 4)), spacing=(1.0, 1.0))
     with pytest.raises(GeometryError, match="spacing"):
         mm.jacobian_determinant(np.zeros((3, 4, 4, 4)), spacing=(1.0, 0.0, 1.0))
+
+
+def test_learn2reg_sdlogj_hand_worked() -> None:
+    """Learn2Reg SDlogJ (MDL-UzL/L2R evaluation): std of log(clip(J + 3, 1e-9, 1e9)) over
+    the grid without 2 voxels per side. u_0 piecewise linear in i with slopes 1 (J = 2)
+    then -5 (J = -4, clipped); the central difference at the kink i = 7 gives J = -1."""
+    shape = (14, 5, 5)
+    i = np.arange(shape[0], dtype=float)
+    u = np.zeros((3, *shape))
+    u0 = np.where(i <= 7, i, 7.0 - 5.0 * (i - 7))
+    u[0] = u0[:, None, None]
+    # interior i = 2..11 (j = k = 2 only): i = 2..6 -> J = 2, i = 7 -> J = -1, 8..11 -> J = -4
+    logs = [math.log(5.0)] * 5 + [math.log(2.0)] + [math.log(1e-9)] * 4
+    expected = float(np.std(logs))
+    assert mm.learn2reg_sdlogj(u, spacing=(1.0, 1.0, 1.0)) == pytest.approx(expected, rel=1e-12)
+    # the same field in mm on a (2, 1, 1) mm grid: J, hence SDlogJ, unchanged
+    u_mm = u.copy()
+    u_mm[0] *= 2.0
+    got = mm.learn2reg_sdlogj(u_mm, spacing=(2.0, 1.0, 1.0))
+    assert got == pytest.approx(expected, rel=1e-12)
+    # medlens's std_log_jacobian is another quantity (log J over J > 0, whole grid)
+    assert mm.jacobian_statistics(u, spacing=(1.0, 1.0, 1.0)).std_log_jacobian != pytest.approx(
+        expected
+    )
+
+
+def test_learn2reg_sdlogj_needs_5_voxels() -> None:
+    with pytest.raises(ValueError, match="at least 5"):
+        mm.learn2reg_sdlogj(np.zeros((3, 4, 6, 6)), spacing=(1.0, 1.0, 1.0))

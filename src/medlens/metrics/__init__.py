@@ -89,6 +89,7 @@ from medlens.metrics._registration import (
     VolumeChange,
     jacobian_determinant,
     jacobian_statistics,
+    learn2reg_sdlogj,
     target_registration_error,
     volume_change,
 )
@@ -193,6 +194,7 @@ __all__ = [  # noqa: RUF022 (grouped by module, sorted within each group)
     "VolumeChange",
     "jacobian_determinant",
     "jacobian_statistics",
+    "learn2reg_sdlogj",
     "target_registration_error",
     "volume_change",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "VolumeChange",
     "jacobian_determinant",
     "jacobian_statistics",
+    "learn2reg_sdlogj",
     "target_registration_error",
     "volume_change",
 ]
@@ -171,7 +172,9 @@ class JacobianStatistics:
         Fraction of voxels with ``J <= 0`` (folding), in [0, 1].
     std_log_jacobian : float
         Standard deviation of ``log J`` over the voxels with ``J > 0``
-        (population std, ``ddof = 0``); NaN when none.
+        (population std, ``ddof = 0``); NaN when none. This is *not* Learn2Reg's
+        SDlogJ, which is the std of ``log(clip(J + 3, 1e-9, 1e9))`` inside a
+        2-voxel border: see :func:`learn2reg_sdlogj`.
     mean, minimum, maximum : float
         Of ``J``.
     n_voxels : int
@@ -213,10 +216,11 @@ def jacobian_statistics(
 
     Notes
     -----
-    ``std_log_jacobian`` is taken over positive determinants only, so folded
-    voxels are counted by ``fraction_nonpositive`` and not hidden by clipping.
-    (Learn2Reg's ``SDlogJ`` instead clips ``J + 3`` before the log; the two
-    differ whenever a field folds.)
+    ``std_log_jacobian`` is the std of ``log J`` over positive determinants only,
+    so folded voxels are counted by ``fraction_nonpositive`` and not hidden by
+    clipping. Learn2Reg's ``SDlogJ`` (:func:`learn2reg_sdlogj`) is a different
+    quantity: the std of ``log(clip(J + 3, 1e-9, 1e9))``, which is compressed by the
+    ``+ 3`` and counts folded voxels too; the two are not interchangeable.
 
     Examples
     --------
@@ -244,6 +248,63 @@ def jacobian_statistics(
         maximum=float(values.max()),
         n_voxels=int(values.size),
     )
+
+
+def learn2reg_sdlogj(
+    displacement: npt.ArrayLike,
+    *,
+    spacing: Sequence[float],
+    direction: npt.ArrayLike | None = None,
+) -> float:
+    """Learn2Reg's SDlogJ: std of ``log(clip(J + 3, 1e-9, 1e9))`` inside a 2-voxel border.
+
+    Equals the ``sdlogj`` metric of the Learn2Reg evaluation code (MDL-UzL/L2R,
+    ``evaluation/evaluation.py`` with ``jacobian_determinant`` of
+    ``evaluation/utils.py``): the Jacobian determinant ``J`` of ``x + u(x)`` by central
+    differences, the outer 2 voxels on every side dropped, then the population
+    standard deviation (``ddof = 0``) of ``log(J + 3)`` with ``J + 3`` clipped to
+    ``[1e-9, 1e9]``. Not the same quantity as
+    :attr:`JacobianStatistics.std_log_jacobian` (std of ``log J`` over ``J > 0``).
+
+    ``J`` does not depend on the length unit, so a field in mm with its ``spacing``
+    (medlens's convention) and Learn2Reg's voxel-unit fields with ``spacing=(1, 1, 1)``
+    give the same value. Inside the 2-voxel border, :func:`jacobian_determinant`'s
+    central differences are Learn2Reg's ``[-0.5, 0, 0.5]`` correlation exactly.
+
+    Parameters
+    ----------
+    displacement : array_like
+        ``(D, *spatial)`` field (see :func:`jacobian_determinant`), at least 5 voxels
+        per axis.
+    spacing : sequence of float
+        Voxel size in mm (the unit of ``displacement``). Required.
+    direction : array_like, optional
+        As in :func:`jacobian_determinant`.
+
+    Returns
+    -------
+    float
+        SDlogJ.
+
+    Raises
+    ------
+    ValueError
+        For a badly shaped field or fewer than 5 voxels along an axis.
+
+    Examples
+    --------
+    The identity transform: ``J = 1`` everywhere, so ``log(4)`` everywhere and std 0:
+
+    >>> import numpy as np
+    >>> learn2reg_sdlogj(np.zeros((3, 6, 6, 6)), spacing=(1.0, 1.0, 1.0))
+    0.0
+    """
+    shape = np.shape(displacement)[1:]
+    if any(n < 5 for n in shape):
+        raise ValueError(f"SDlogJ drops 2 voxels per side: need at least 5 per axis, got {shape}")
+    jac = jacobian_determinant(displacement, spacing=spacing, direction=direction)
+    inner = jac[tuple(slice(2, -2) for _ in jac.shape)]
+    return float(np.std(np.log(np.clip(inner + 3.0, 1e-9, 1e9))))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Squared distances at random query points of random 3D target sets, anisotropic spacing,
 every line axis, scan radii that resolve none, some or all of the points; unresolved
-points go through the whole-plane kernel. Tolerance: relative 1e-12 (both are float64
+points go through the plane-wise envelope transform. Tolerance: relative 1e-12 (both are float64
 sums of the same squared offsets).
 """
 
@@ -34,8 +34,11 @@ def test_scan_and_plane_equal_scipy_edt(seed, axis):
         if radius == 1e3:
             assert resolved.all()
         np.testing.assert_allclose(d2[resolved], expected[query][resolved], rtol=1e-12, atol=0)
-        plane = _nearest.plane_distances(g, axis, query[~resolved], spacing)
-        np.testing.assert_allclose(plane, expected[query][~resolved], rtol=1e-12, atol=0)
+        env = _nearest.envelope_distances(g, axis, query[~resolved], spacing)
+        np.testing.assert_allclose(env, expected[query][~resolved], rtol=1e-12, atol=1e-12)
+    # the envelope alone, for every query point
+    env = _nearest.envelope_distances(g, axis, query, spacing)
+    np.testing.assert_allclose(env, expected[query], rtol=1e-12, atol=1e-12)
 
 
 def test_line_distances_of_a_line_without_target():

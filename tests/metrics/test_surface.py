@@ -4,7 +4,7 @@ Peer equalities are asserted with rtol 1e-6: our distance transforms run in floa
 (relative error ~1e-7), MONAI returns float32, DeepMind and MedPy float64.
 
 Several exact distance algorithms give the distances (see ``_surface``): with numba, the
-ordered offset scan of ``_nearest`` with its whole-plane and KD-tree fallbacks for far
+ordered offset scan of ``_nearest`` with its plane-wise envelope transform for far
 points; without it, a transform of the whole crop or the slice-wise search of
 ``_sliced_distances`` with its KD-tree fallback. The ``path`` fixture runs a test under
 each of them, whatever the size of its masks.
@@ -33,21 +33,19 @@ from medlens.metrics._surface import _area_table
 
 RTOL = 1e-6
 METHODS = ("surfel", "border")
-PATHS = ("scan", "scan_plane", "scan_kdtree", "whole", "sliced", "sliced_fallback")
+PATHS = ("scan", "scan_envelope", "whole", "sliced", "sliced_fallback")
 
 
 @pytest.fixture(params=PATHS)
 def path(request, monkeypatch):
     """Force a distance algorithm: the offset scan (numba), the scan with a radius so short
-    that most points are answered from their whole plane or by the KD-tree; without the
-    scan, the whole-crop transform, the slice-wise search, or the slice-wise search with a
-    window so short that most points go to the KD-tree."""
+    that most points go to the plane-wise envelope transform; without the scan, the
+    whole-crop transform, the slice-wise search, or the slice-wise search with a window
+    so short that most points go to the KD-tree."""
     if request.param.startswith("scan"):
         pytest.importorskip("numba")
-        if request.param != "scan":
+        if request.param == "scan_envelope":
             monkeypatch.setattr(surface_module, "_SCAN_MM", 1e-3)
-        if request.param == "scan_kdtree":
-            monkeypatch.setattr(surface_module, "_PLANE_MAX_READS", 0)
         return request.param
     monkeypatch.setattr(surface_module, "_SCAN", False)
     if request.param == "whole":

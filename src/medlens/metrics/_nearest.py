@@ -15,8 +15,10 @@ import numba). No distance transform of the grid is computed:
    ``d`` reads about ``pi d² / (s_b s_c)`` values.
 3. The offsets are tabulated up to a radius. A point whose best value is still above
    the radius² at the end of the table ("unresolved", returned as -1) is decided by
-   :func:`plane_distances`, which reads every offset of its plane; the caller uses a
-   KD-tree instead when that would be too much work (masks far apart).
+   :func:`envelope_distances`: the second pass of the separable transform (the lower
+   envelope of parabolas of Felzenszwalb & Huttenlocher along axis ``b``) on the
+   planes holding such points, then a search along axis ``c`` outwards from the point.
+   Its cost does not depend on the distances, so far-apart masks stay cheap.
 
 Every value is the exact squared Euclidean distance between lattice points (float64).
 """
@@ -32,7 +34,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["available", "line_distances", "offset_table", "plane_distances", "scan_distances"]
+__all__ = [
+    "available",
+    "envelope_distances",
+    "line_distances",
+    "offset_table",
+    "scan_distances",
+]
 
 
 def _jit(fn: Callable[..., Any]) -> Any:
@@ -50,27 +58,30 @@ def _jit(fn: Callable[..., Any]) -> Any:
 
 
 def _line_kernel(
-    target: NDArray[np.bool_], step2: float, run: NDArray[np.int32], g: NDArray[np.float64]
+    target: NDArray[np.bool_], step2: float, prev: NDArray[np.float64], g: NDArray[np.float64]
 ) -> None:
     """Squared distance (mm²) to the nearest target along axis 1 of ``(A, n, B)`` arrays.
 
-    ``run`` is scratch space of the same shape; ``step2`` is the squared spacing of axis 1.
+    ``step2`` is the squared spacing of axis 1; ``prev`` is scratch space of ``B`` values.
+    The forward sweep stores voxel counts in ``g``, the backward sweep takes the minimum
+    with the count from the other side and squares it.
     """
     n_outer, n, n_inner = target.shape
-    none = 2 * n + 2
+    none = 2.0 * n + 2.0
     for o in range(n_outer):
         for m in range(n_inner):
-            run[o, 0, m] = 0 if target[o, 0, m] else none
+            g[o, 0, m] = 0.0 if target[o, 0, m] else none
         for i in range(1, n):
             for m in range(n_inner):
-                run[o, i, m] = 0 if target[o, i, m] else run[o, i - 1, m] + 1
+                g[o, i, m] = 0.0 if target[o, i, m] else g[o, i - 1, m] + 1.0
         for m in range(n_inner):
-            v = run[o, n - 1, m]
+            v = g[o, n - 1, m]
+            prev[m] = v
             g[o, n - 1, m] = v * v * step2 if v < n else np.inf
         for i in range(n - 2, -1, -1):
             for m in range(n_inner):
-                v = min(run[o, i, m], run[o, i + 1, m] + 1)
-                run[o, i, m] = v
+                v = min(g[o, i, m], prev[m] + 1.0)
+                prev[m] = v
                 g[o, i, m] = v * v * step2 if v < n else np.inf
 
 
@@ -128,47 +139,92 @@ def _scan_kernel(
         out[p] = best if best <= resolved2 else -1.0
 
 
-def _plane_kernel(
+def _envelope_kernel(
     g: NDArray[np.float64],
     shape: NDArray[np.intp],
     axes: NDArray[np.intp],
-    flat: NDArray[np.intp],
+    starts: NDArray[np.intp],
+    plane_of: NDArray[np.intp],
+    xb: NDArray[np.intp],
+    xc: NDArray[np.intp],
     spacing: NDArray[np.float64],
     out: NDArray[np.float64],
 ) -> None:
-    """Squared distance of each query point from every offset of its plane."""
-    b, c = axes[1], axes[2]
+    """Squared distances of query points from the exact 2D transform of their plane.
+
+    The points are grouped by plane: points ``starts[p]:starts[p + 1]`` lie in the
+    plane ``plane_of[p]`` (index along axis ``a``) at ``(xb, xc)``. For each plane the
+    lower envelope of parabolas (Felzenszwalb & Huttenlocher) along axis ``b`` turns
+    ``g`` into ``h[y_b, y_c] = min_z g[z, y_c] + ((y_b - z) s_b)²``; a point's value is
+    then ``min h[x_b, y_c] + ((y_c - x_c) s_c)²``, read outwards from ``x_c`` until the
+    second term alone exceeds the best value found.
+    """
+    a, b, c = axes[0], axes[1], axes[2]
     n_b, n_c = shape[b], shape[c]
     s0, s1 = shape[1] * shape[2], shape[2]
+    st_a = s0 if a == 0 else (s1 if a == 1 else 1)
     st_b = s0 if b == 0 else (s1 if b == 1 else 1)
     st_c = s0 if c == 0 else (s1 if c == 1 else 1)
     sb2, sc2 = spacing[b] ** 2, spacing[c] ** 2
-    for p in range(flat.size):
-        q = flat[p]
-        x0 = q // s0
-        x1 = (q - x0 * s0) // s1
-        x2 = q - x0 * s0 - x1 * s1
-        xb = x0 if b == 0 else (x1 if b == 1 else x2)
-        xc = x0 if c == 0 else (x1 if c == 1 else x2)
-        base = q - xb * st_b - xc * st_c
-        best = np.inf
-        for yb in range(n_b):
-            db2 = (yb - xb) * (yb - xb) * sb2
-            if db2 >= best:
+    h = np.empty((n_b, n_c))
+    v = np.empty(n_b, dtype=np.intp)
+    fv = np.empty(n_b)
+    z = np.empty(n_b + 1)
+    for p in range(plane_of.size):
+        base = plane_of[p] * st_a
+        for yc in range(n_c):
+            line = base + yc * st_c
+            k = 0
+            for y in range(n_b):
+                fy = g[line + y * st_b]
+                if fy == np.inf:
+                    continue
+                cross = -np.inf
+                while k > 0:
+                    vk = v[k - 1]
+                    rise = (fy + sb2 * y * y) - (fv[k - 1] + sb2 * vk * vk)
+                    cross = rise / (2.0 * sb2 * (y - vk))
+                    if cross <= z[k - 1]:
+                        k -= 1
+                        cross = -np.inf
+                    else:
+                        break
+                z[k] = cross
+                v[k] = y
+                fv[k] = fy
+                k += 1
+            if k == 0:
+                for x in range(n_b):
+                    h[x, yc] = np.inf
                 continue
-            row = base + yb * st_b
-            for yc in range(n_c):
-                cand = g[row + yc * st_c] + db2 + (yc - xc) * (yc - xc) * sc2
-                if cand < best:
-                    best = cand
-        out[p] = best
+            j = 0
+            for x in range(n_b):
+                while j + 1 < k and z[j + 1] < x:
+                    j += 1
+                h[x, yc] = sb2 * (x - v[j]) * (x - v[j]) + fv[j]
+        for q in range(starts[p], starts[p + 1]):
+            pb, pc = xb[q], xc[q]
+            best = h[pb, pc]
+            for o in range(1, n_c):
+                d2 = o * o * sc2
+                if d2 >= best:
+                    break
+                if pc - o >= 0:
+                    cand = h[pb, pc - o] + d2
+                    if cand < best:
+                        best = cand
+                if pc + o < n_c:
+                    cand = h[pb, pc + o] + d2
+                    if cand < best:
+                        best = cand
+            out[q] = best
 
 
 @functools.cache
 def _kernels() -> tuple[Any, Any, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba's own notes at import and compile time
-        return _jit(_line_kernel), _jit(_scan_kernel), _jit(_plane_kernel)
+        return _jit(_line_kernel), _jit(_scan_kernel), _jit(_envelope_kernel)
 
 
 def available() -> bool:
@@ -206,7 +262,7 @@ def line_distances(target: NDArray[np.bool_], axis: int, spacing: float) -> NDAr
     shape = target.shape
     lines = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
     g = np.empty(lines)
-    _kernels()[0](target.reshape(lines), spacing * spacing, np.empty(lines, np.int32), g)
+    _kernels()[0](target.reshape(lines), spacing * spacing, np.empty(lines[2]), g)
     return g.reshape(shape)
 
 
@@ -301,10 +357,13 @@ def scan_distances(
     return out
 
 
-def plane_distances(
+def envelope_distances(
     g: NDArray[np.float64], axis: int, flat: NDArray[np.intp], spacing: tuple[float, ...]
 ) -> NDArray[np.float64]:
-    """Squared distances (mm²) of query points from every offset of their plane (exact).
+    """Squared distances (mm²) of query points from the exact 2D transform of their plane.
+
+    Work is proportional to the number of distinct planes (indices along ``axis``) that
+    hold query points times the plane size, whatever the distances.
 
     Parameters
     ----------
@@ -322,13 +381,24 @@ def plane_distances(
     numpy.ndarray of float64
         One value per query point (``inf`` if there is no target at all).
     """
-    out = np.empty(flat.size)
+    axes = _axes(axis)
+    coords = np.unravel_index(np.asarray(flat, dtype=np.intp), g.shape)
+    xa, xb, xc = (np.asarray(coords[int(ax)], dtype=np.intp) for ax in axes)
+    order = np.argsort(xa, kind="stable")
+    planes, first = np.unique(xa[order], return_index=True)
+    starts = np.append(first, order.size).astype(np.intp)
+    out = np.empty(order.size)
     _kernels()[2](
         g.reshape(-1),
         np.asarray(g.shape, dtype=np.intp),
-        _axes(axis),
-        np.ascontiguousarray(flat, dtype=np.intp),
+        axes,
+        starts,
+        planes.astype(np.intp),
+        np.ascontiguousarray(xb[order]),
+        np.ascontiguousarray(xc[order]),
         np.asarray(spacing, dtype=np.float64),
         out,
     )
-    return out
+    result = np.empty(order.size)
+    result[order] = out
+    return result

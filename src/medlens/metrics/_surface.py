@@ -26,9 +26,10 @@ voxel. The distances come from one of these exact algorithms:
   an element's squared distance is then the minimum over in-plane offsets of that value
   plus the offset's squared length, the offsets read by increasing length until the
   length alone exceeds the best value found (about ``pi d² / (s_b s_c)`` reads for an
-  element at distance ``d``). Elements with nothing within ``_SCAN_MM`` in-plane read
-  their whole plane, or, when too many do (masks far apart), go to a KD-tree. See
-  ``_scanned_distances``. No transform of the crop is computed; float64 throughout.
+  element at distance ``d``). Elements with nothing within ``_SCAN_MM`` in-plane (masks
+  far apart, false-positive islands) get the second pass of a separable transform (lower
+  envelope of parabolas) on their planes only. See ``_scanned_distances``. No transform
+  of the whole crop is needed when the surfaces are close; float64 throughout.
 - without numba, 2D crops and small 3D crops: one Euclidean distance transform of the
   crop per direction (the ``edt`` package, float32);
 - without numba, 3D crops of at least 200,000 voxels: a slice-wise search that needs no
@@ -107,10 +108,9 @@ _SLICED_MIN_VOXELS = 200_000
 _WINDOW_MM = 8.0
 # the ordered offset scan of _nearest (numba) answers every crop when numba is installed
 _SCAN = True
-# in-plane offsets tabulated for the scan (mm); farther points are read off their whole plane
+# in-plane offsets tabulated for the scan (mm); farther points get the exact 2D transform
+# of their plane (_nearest.envelope_distances)
 _SCAN_MM = 20.0
-# above this many reads (unresolved points x plane size) a KD-tree answers them instead
-_PLANE_MAX_READS = 30_000_000
 
 
 # --------------------------------------------------------------------------- tables
@@ -406,9 +406,9 @@ def _scanned_distances(
     The ordered offset scan of :mod:`medlens.metrics._nearest` (numba): squared
     distances along the axis of the smallest spacing, then a scan of in-plane offsets by
     increasing length that stops as soon as no farther offset can give less. Points with
-    nothing within ``_SCAN_MM`` in-plane are answered from their whole plane, or by a
-    KD-tree when there are too many of them (masks far apart). Exact: the distances are
-    those between lattice points, in float64.
+    nothing within ``_SCAN_MM`` in-plane are answered by the exact 2D transform of their
+    plane (lower envelope of parabolas), whose cost does not grow with the distance.
+    Exact: the distances are those between lattice points, in float64.
     """
     from medlens.metrics import _nearest
 
@@ -428,14 +428,9 @@ def _scanned_distances(
     else:
         d2 = scan(query)
     far = np.flatnonzero(d2 < 0)
-    kdtree = far.size * (g.size // shape3[axis]) > _PLANE_MAX_READS
     if far.size:
-        d2[far] = 0.0 if kdtree else _nearest.plane_distances(g, axis, query[far], sp3)
-    dist = np.sqrt(d2, out=d2)
-    if far.size and kdtree:
-        shape = target.mask.shape
-        pts_q, pts_t = np.unravel_index(query[far], shape), np.unravel_index(target.flat, shape)
-        dist[far] = _kdtree_distances(pts_q, pts_t, spacing, threads)
+        d2[far] = _nearest.envelope_distances(g, axis, query[far], sp3)
+    dist: NDArray[np.float64] = np.sqrt(d2, out=d2)
     return dist
 
 

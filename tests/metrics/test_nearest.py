@@ -66,3 +66,19 @@ def test_import_does_not_load_numba():
     code = "import sys, medlens, medlens.metrics; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert out.stdout.decode("utf-8").strip() == "False"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_surface_kernels_equal_numpy(seed):
+    from medlens.metrics._surface import _border_voxels, _neighbour_codes
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(1, 15, 3))
+    padded = np.zeros(tuple(n + 2 for n in shape), dtype=bool)
+    padded[1:-1, 1:-1, 1:-1] = rng.random(shape) < rng.uniform(0.1, 0.9)
+    code = _neighbour_codes(padded)
+    mask, flat, codes = _nearest.surfel_elements(padded)
+    np.testing.assert_array_equal(mask, (code > 0) & (code < 255))
+    np.testing.assert_array_equal(flat, np.flatnonzero(mask))
+    np.testing.assert_array_equal(codes, code.reshape(-1)[flat])
+    np.testing.assert_array_equal(_nearest.border_voxels(padded), _border_voxels(padded))

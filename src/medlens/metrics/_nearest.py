@@ -1,5 +1,8 @@
-"""Exact nearest-target distances at query points of a 3D grid, compiled with numba.
+"""numba kernels of the surface metrics: surface elements and exact nearest-target distances.
 
+:func:`surfel_elements` and :func:`border_voxels` find the surface elements of a padded 3D
+crop in one pass (the same elements as the NumPy code of ``_surface``). The distance
+kernels compute, at query points of a 3D grid, the exact distance to a set of targets.
 Imported only on demand by :mod:`medlens.metrics._surface` (``import medlens`` does not
 import numba). No distance transform of the grid is computed:
 
@@ -36,10 +39,12 @@ from numpy.typing import NDArray
 
 __all__ = [
     "available",
+    "border_voxels",
     "envelope_distances",
     "line_distances",
     "offset_table",
     "scan_distances",
+    "surfel_elements",
 ]
 
 
@@ -220,11 +225,101 @@ def _envelope_kernel(
             out[q] = best
 
 
+def _surfel_kernel(p: NDArray[np.uint8], out: NDArray[np.uint8]) -> None:
+    """Neighbourhood code of every corner of the padded 3D crop ``p``.
+
+    ``out`` has one voxel less per axis; bit ``4a + 2b + d`` is voxel ``c + (a, b, d)``,
+    as in ``_surface``. Each corner's four voxels at the larger last index are the next
+    corner's four at the smaller one.
+    """
+    n0, n1, n2 = p.shape
+    for i in range(n0 - 1):
+        for j in range(n1 - 1):
+            lo = (p[i, j, 0] << 0) | (p[i, j + 1, 0] << 2) | (p[i + 1, j, 0] << 4)
+            lo |= p[i + 1, j + 1, 0] << 6
+            for k in range(n2 - 1):
+                hi = (p[i, j, k + 1] << 1) | (p[i, j + 1, k + 1] << 3) | (p[i + 1, j, k + 1] << 5)
+                hi |= p[i + 1, j + 1, k + 1] << 7
+                out[i, j, k] = lo | hi
+                lo = hi >> 1
+
+
+def _border_kernel(p: NDArray[np.uint8], out: NDArray[np.bool_]) -> None:
+    """Flag the foreground voxels of ``p`` that have a background face neighbour.
+
+    ``p`` is background on its outer layer; the result is ``p & ~binary_erosion(p)``
+    with the 6-connected cross.
+    """
+    n0, n1, n2 = p.shape
+    out[:] = False
+    for i in range(1, n0 - 1):
+        for j in range(1, n1 - 1):
+            for k in range(1, n2 - 1):
+                if p[i, j, k]:
+                    inner = (
+                        p[i - 1, j, k] & p[i + 1, j, k] & p[i, j - 1, k] & p[i, j + 1, k]
+                    ) & (p[i, j, k - 1] & p[i, j, k + 1])
+                    out[i, j, k] = inner == 0
+
+
 @functools.cache
-def _kernels() -> tuple[Any, Any, Any]:
+def _kernels() -> tuple[Any, ...]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba's own notes at import and compile time
-        return _jit(_line_kernel), _jit(_scan_kernel), _jit(_envelope_kernel)
+        return tuple(
+            _jit(k)
+            for k in (
+                _line_kernel,
+                _scan_kernel,
+                _envelope_kernel,
+                _surfel_kernel,
+                _border_kernel,
+            )
+        )
+
+
+def surfel_elements(
+    padded: NDArray[np.bool_],
+) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.uint8]]:
+    """Surface elements of a 3D crop padded by one background voxel.
+
+    Parameters
+    ----------
+    padded : numpy.ndarray of bool, C-contiguous, 3 axes
+        The mask crop with a background border.
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool
+        On the corner grid (one less per axis): corners whose code is not 0 or 255.
+    flat : numpy.ndarray of intp
+        Their C-order flat indices.
+    codes : numpy.ndarray of uint8
+        Their neighbourhood codes (bit ``4a + 2b + d``), for the area table.
+    """
+    code = np.empty(tuple(n - 1 for n in padded.shape), dtype=np.uint8)
+    _kernels()[3](padded.view(np.uint8), code)
+    mask = (code - np.uint8(1)) < np.uint8(254)  # 0 < code < 255: code - 1 wraps 0 to 255
+    flat = np.flatnonzero(mask)
+    return mask, flat, code.reshape(-1)[flat]
+
+
+def border_voxels(padded: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Border voxels (6-connected erosion) of a 3D crop padded by one background voxel.
+
+    Parameters
+    ----------
+    padded : numpy.ndarray of bool, C-contiguous, 3 axes
+        The mask crop with a background border.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Same shape: foreground voxels with a background face neighbour.
+    """
+    out = np.empty(padded.shape, dtype=np.bool_)
+    _kernels()[4](padded.view(np.uint8), out)
+    return out
 
 
 def available() -> bool:

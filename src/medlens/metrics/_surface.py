@@ -228,7 +228,20 @@ class _Surface:
 
 
 def _surface_elements(padded: NDArray[np.bool_], table: NDArray[np.float64] | None) -> _Surface:
-    """Surfels (``table``: the area table of the neighbourhood codes) or border voxels."""
+    """Surfels (``table``: the area table of the neighbourhood codes) or border voxels.
+
+    3D crops with numba installed use the one-pass kernels of ``_nearest``; the NumPy
+    code below finds the same elements.
+    """
+    if padded.ndim == 3 and _scan_available():
+        from medlens.metrics import _nearest
+
+        if table is not None:
+            mask, flat, codes = _nearest.surfel_elements(padded)
+            return _Surface(mask, flat, table[codes])
+        mask = _nearest.border_voxels(padded)
+        flat = np.flatnonzero(mask)
+        return _Surface(mask, flat, np.ones(flat.size))
     if table is not None:
         code = _neighbour_codes(padded)
         full = len(table) - 1
@@ -670,6 +683,41 @@ def _surface_distances(
 
 
 # --------------------------------------------------------------------------- reductions
+def _weighted_select(
+    dist: NDArray[np.float64], areas: NDArray[np.float64], target: float, total: float
+) -> float:
+    """The smallest distance whose cumulative area (all elements up to it) reaches ``target``.
+
+    The largest distance if none does (rounding). Quickselect on the weights: partition
+    at the estimated order statistic, keep the side holding the answer, and sort only once
+    fewer than 2048 elements remain. Cumulative sums are exact up to rounding.
+    """
+    sub_d, sub_w = dist, areas
+    below = 0.0  # area of the elements known to lie below every element of sub_d
+    while sub_d.size > 2048:
+        sub_total = float(np.sum(sub_w))
+        frac = (target - below) / sub_total if sub_total > 0 else 0.0
+        k = min(max(int(frac * sub_d.size), 0), sub_d.size - 1)
+        pivot = np.partition(sub_d, k)[k]
+        le = sub_d <= pivot
+        w_le = below + float(np.sum(sub_w[le]))
+        if w_le >= target:
+            lt = sub_d < pivot
+            if not lt.any() or below + float(np.sum(sub_w[lt])) < target:
+                return float(pivot)  # the run of the pivot holds the answer
+            sub_d, sub_w = sub_d[lt], sub_w[lt]
+        else:
+            gt = ~le
+            if not gt.any():
+                return float(pivot)
+            below = w_le
+            sub_d, sub_w = sub_d[gt], sub_w[gt]
+    order = np.argsort(sub_d)
+    cum = below + np.cumsum(sub_w[order])
+    idx = min(int(np.searchsorted(cum, target)), sub_d.size - 1)
+    return float(sub_d[order][idx])
+
+
 def _weighted_percentile(dist: NDArray[np.float64], areas: NDArray[np.float64], q: float) -> float:
     """DeepMind's area-weighted percentile (no interpolation).
 
@@ -677,19 +725,18 @@ def _weighted_percentile(dist: NDArray[np.float64], areas: NDArray[np.float64], 
     """
     # DeepMind sorts by (distance, area). Any order sorted by distance alone holds the same
     # elements in each run of equal distances, so the cumulative fractions at the run ends
-    # agree with DeepMind's up to rounding (~n * 1e-16), and so does the chosen run unless
-    # q / 100 lies within 1e-9 of the fraction at one of its ends: only then is DeepMind's
-    # exact order (a lexsort, ~10x slower) needed to resolve it identically.
-    fast = np.argsort(dist)
-    d_sorted = dist[fast]
-    cum = np.cumsum(areas[fast]) / np.sum(areas)
-    idx = min(int(np.searchsorted(cum, q / 100.0)), dist.size - 1)
-    value = d_sorted[idx]
-    lo = int(np.searchsorted(d_sorted, value, side="left"))
-    hi = int(np.searchsorted(d_sorted, value, side="right"))
-    before = cum[lo - 1] if lo > 0 else 0.0
-    if abs(before - q / 100.0) > 1e-9 and abs(cum[hi - 1] - q / 100.0) > 1e-9:
-        return float(value)
+    # agree with DeepMind's up to rounding (~n * 1e-16), and so does the chosen run (the
+    # first whose end fraction reaches q / 100) unless q / 100 lies within 1e-9 of the
+    # fraction at one of its ends: only then is DeepMind's exact order (a lexsort, ~10x
+    # slower) needed to resolve it identically. The run is found by selection, without a
+    # full sort.
+    t = q / 100.0
+    total = float(np.sum(areas))
+    value = _weighted_select(dist, areas, t * total, total)
+    before = float(np.sum(areas[dist < value])) / total
+    after = float(np.sum(areas[dist <= value])) / total
+    if abs(before - t) > 1e-9 and abs(after - t) > 1e-9:
+        return value
     # same order (distance, then area) and the same cumulative sums as DeepMind, so that a
     # cumulative fraction landing exactly on q / 100 resolves identically
     order = np.lexsort((areas, dist))

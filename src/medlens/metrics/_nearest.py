@@ -462,14 +462,8 @@ def envelope_distances(
 
     Parameters
     ----------
-    g : numpy.ndarray of float64, C-contiguous, 3 axes
-        :func:`line_distances` of the targets along ``axis``.
-    axis : int
-        Its axis.
-    flat : numpy.ndarray of intp
-        C-order flat indices of the query points.
-    spacing : tuple of float
-        Voxel size in mm.
+    g, axis, flat, spacing
+        As in :func:`scan_distances`.
 
     Returns
     -------

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medlens.image import Image
+from medlens.image import Image, pad
 from medlens.registration import (
     AffineTransform,
+    RegistrationError,
     center_of_mass,
     register,
     rigid_transform,
     warp_image,
 )
+from medlens.registration._optimize import _border_weight
 
 from .conftest import grid_points
 
@@ -78,3 +80,80 @@ def test_non_mse_metrics_keep_the_stochastic_optimiser(blobs: Image) -> None:
     pts = grid_points(blobs)
     err = np.linalg.norm(res.transform.transform_points(pts) - truth.transform_points(pts), axis=1)
     assert err.max() < 0.1
+
+
+def _tre_max(fixed: Image, truth: AffineTransform, found: AffineTransform) -> float:
+    pts = grid_points(fixed)
+    return float(np.linalg.norm(found.transform_points(pts) - truth.transform_points(pts),
+                                axis=1).max())
+
+
+def test_mse_maps_both_images_with_the_fixed_intensity_range(blobs: Image) -> None:
+    # MSE compares intensities as they are: zero padding changes the moving image's
+    # percentiles, and separate [0.5, 99.5] ranges would then offset its intensities
+    truth = _truth(blobs, "rigid")
+    moving = warp_image(blobs, truth.inverse(), like=blobs, interpolation="bspline")
+    padded = pad(moving, 40, 40)
+    arr = np.asarray(blobs.array, np.float64)
+    assert np.percentile(np.asarray(padded.array), 99.5) < 0.9 * np.percentile(arr, 99.5)
+    kw = dict(model="rigid", metric="mse", shrink_factors=(2, 1), iterations=60)
+    res = register(blobs, moving, **kw)  # type: ignore[arg-type]
+    res_padded = register(blobs, padded, **kw)  # type: ignore[arg-type]
+    assert _tre_max(blobs, truth, res_padded.linear) < 0.02
+    assert _tre_max(blobs, res.linear, res_padded.linear) < 0.005
+    # the reported MSE is on the fixed image's [0.5, 99.5] percentile scale for both
+    lo, hi = np.percentile(arr, [0.5, 99.5])
+    moved = warp_image(padded, res_padded.linear, like=blobs)
+    keep = np.asarray(_border_weight(blobs.spatial_shape, 1)) > 0
+    want = np.mean(((arr - np.asarray(moved.array)) / (hi - lo))[keep] ** 2)
+    np.testing.assert_allclose(res_padded.metrics.mse, want, rtol=1e-3)
+
+
+def test_border_weight_hand_worked() -> None:
+    w = _border_weight((6, 4, 9), 1)
+    assert w.shape == (6, 4, 9) and w.dtype == np.float32
+    # axes longer than 4 voxels lose their first and last layer; the 4-voxel axis keeps all
+    want = np.zeros((6, 4, 9), np.float32)
+    want[1:5, :, 1:8] = 1.0
+    np.testing.assert_array_equal(w, want)
+    np.testing.assert_array_equal(_border_weight((6, 4), 0), np.ones((6, 4), np.float32))
+
+
+def test_border_voxels_leave_out_a_zero_filled_edge_of_the_moving_image() -> None:
+    # fixed content reaches the edge of its field of view; the moving image is resampled
+    # from it with zero fill beyond that field of view (an artificial edge in the moving
+    # image just where the fixed edge maps): keeping the edge voxels biases the optimum
+    rng = np.random.default_rng(5)
+    arr = ndimage.gaussian_filter(rng.random((72, 60)), 2.0)
+    arr = (arr - arr.min()) / (arr.max() - arr.min())
+    fixed = Image(arr.astype(np.float32), np.diag([1.0, 1.25, 1.0, 1.0]))
+    truth = _truth(fixed, "affine")
+    moving = warp_image(fixed, truth.inverse(), like=fixed, interpolation="bspline")
+    errors = {}
+    for border in (0, 1):
+        res = register(fixed, moving, model="affine", metric="mse", shrink_factors=(2, 1),
+                       iterations=60, border_vox=border)
+        errors[border] = _tre_max(fixed, truth, res.linear)
+    assert errors[1] < 0.03
+    assert errors[0] > 2 * errors[1]
+
+
+def test_final_metrics_are_on_the_unsmoothed_images(blobs: Image) -> None:
+    truth = _truth(blobs, "rigid")
+    moving = warp_image(blobs, truth.inverse(), like=blobs, interpolation="bspline")
+    kw = dict(model="rigid", metric="mse", initial=truth, shrink_factors=(1,), iterations=0)
+    smoothed = register(blobs, moving, smoothing_sigmas=(1.5,), **kw)  # type: ignore[arg-type]
+    plain = register(blobs, moving, smoothing_sigmas=(0.0,), **kw)  # type: ignore[arg-type]
+    assert smoothed.metrics == plain.metrics
+    # while the level the optimiser saw was smoothed (a lower loss than the plain one)
+    assert smoothed.levels[0].loss < plain.levels[0].loss
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(border_vox=-1), dict(border_vox=1.5), dict(smoothing_sigmas=(1.0,)),
+     dict(smoothing_sigmas=(1.0, -0.5))],
+)
+def test_bad_pyramid_options_are_rejected(blobs: Image, options: dict[str, object]) -> None:
+    with pytest.raises(RegistrationError, match="border_vox|smoothing_sigmas"):
+        register(blobs, blobs, shrink_factors=(2, 1), **options)  # type: ignore[arg-type]

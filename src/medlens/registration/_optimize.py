@@ -63,12 +63,16 @@ class LevelReport:
 
 @dataclass(frozen=True)
 class FinalMetrics:
-    """Similarity of the fixed image and the moved image on the fixed grid (inside the mask).
+    """Similarity of the fixed and the moved image on the fixed grid, where the metric counts.
 
-    ``mse`` is on intensities normalised to the [0.5, 99.5] percentile range of
-    each image; ``ncc`` is in [-1, 1]; ``mutual_information`` is Mattes MI in
-    nats (32 bins); ``overlap`` is the fraction of fixed (mask) voxels that map
-    inside the moving image.
+    Computed on the unsmoothed full-resolution images, over the fixed mask (all
+    voxels without one) less ``register``'s ``border_vox`` edge layers.
+
+    ``mse`` is on intensities mapped from the fixed image's [0.5, 99.5]
+    percentile range to [0, 1] (with ``metric="mse"`` both images by that
+    range, else each image by its own); ``ncc`` is in [-1, 1];
+    ``mutual_information`` is Mattes MI in nats (32 bins); ``overlap`` is the
+    fraction of fixed (mask) voxels that map inside the moving image.
     """
 
     mse: float
@@ -138,8 +142,10 @@ def center_of_mass(image: Image, mask: Image | None = None) -> npt.NDArray[np.fl
     if total <= 0:
         raise RegistrationError(
             "cannot take the centre of mass of an image with no positive values")
-    idx = np.indices(arr.shape, dtype=np.float64).reshape(arr.ndim, -1)
-    c = (idx * arr.reshape(1, -1)).sum(axis=1) / total
+    # first moments from the marginal sums along each axis
+    c = np.array([np.dot(arr.sum(axis=tuple(b for b in range(arr.ndim) if b != a)),
+                         np.arange(arr.shape[a], dtype=np.float64)) for a in range(arr.ndim)])
+    c /= total
     return np.asarray(image.voxel_to_world(c), dtype=np.float64)
 
 
@@ -208,23 +214,38 @@ def initial_transform(
 # ---------------------------------------------------------------------------
 
 
-def _normalise(arr: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    lo, hi = np.percentile(arr, [0.5, 99.5])
-    if hi <= lo:
-        hi = lo + 1.0
-    return (arr - lo) / (hi - lo)
+def _intensity_range(arr: npt.NDArray[np.float64]) -> tuple[float, float]:
+    lo, hi = (float(v) for v in np.percentile(arr, [0.5, 99.5]))
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
-def _level(image: Image, shrink: int, *, is_mask: bool = False) -> Image:
-    if shrink == 1:
-        return image
+def _normalise(arr: npt.NDArray[np.float64],
+               bounds: tuple[float, float] | None = None) -> npt.NDArray[np.float32]:
+    """Map ``bounds`` (default: the [0.5, 99.5] percentiles of ``arr``) to [0, 1], float32."""
+    lo, hi = bounds if bounds is not None else _intensity_range(arr)
+    return ((arr - lo) / (hi - lo)).astype(np.float32)
+
+
+def _level(image: Image, shrink: int, sigma_vox: float = 0.0) -> Image:
+    """Gaussian-smoothed (``sigma_vox`` > 0) and resampled to ``shrink`` times the spacing."""
     from scipy import ndimage
 
-    arr = np.asarray(image.array, dtype=np.float32)
-    if not is_mask:
-        arr = ndimage.gaussian_filter(arr, sigma=0.5 * shrink, mode="nearest")
-    sm = image.with_array(arr)
-    return resample(sm, spacing=[s * shrink for s in image.spacing], interpolation="linear")
+    if sigma_vox > 0:
+        arr = np.asarray(image.array, dtype=np.float32)
+        image = image.with_array(ndimage.gaussian_filter(arr, sigma=sigma_vox, mode="nearest"))
+    if shrink == 1:
+        return image
+    return resample(image, spacing=[s * shrink for s in image.spacing], interpolation="linear")
+
+
+def _border_weight(shape: tuple[int, ...], border_vox: int) -> npt.NDArray[np.float32]:
+    """Ones with the outer ``border_vox`` layers of each axis (longer than 4 of them) at zero."""
+    w = np.ones(shape, np.float32)
+    for axis, length in enumerate(shape):
+        if border_vox > 0 and length > 4 * border_vox:
+            idx = np.r_[0:border_vox, length - border_vox:length]
+            w[(slice(None),) * axis + (idx,)] = 0.0
+    return w
 
 
 @dataclass
@@ -432,7 +453,8 @@ def _default_shrinks(image: Image) -> tuple[int, ...]:
 class _Driver:
     def __init__(self, fixed: Image, moving: Image, *, metric: str, fixed_mask: Image | None,
                  preserve: Image | None, device: Any, encoder: Any, seed: int,
-                 max_points: int) -> None:
+                 max_points: int, sigmas: dict[int, float] | None = None,
+                 border_vox: int = 0) -> None:
         import torch
 
         self.torch = torch
@@ -440,10 +462,15 @@ class _Driver:
         self.dtype = torch.float32
         self.n = fixed.spatial_ndim
         self.metric = metric
-        self.fixed = fixed.with_array(_normalise(_scalar(fixed)).astype(np.float32),
-                                      channels=False)
-        self.moving = moving.with_array(_normalise(_scalar(moving)).astype(np.float32),
-                                        channels=False)
+        # MSE compares intensities as they are, so both images get the fixed image's
+        # mapping; separate ranges would offset them wherever the two images' intensity
+        # distributions differ (another field of view, zero fill, ringing), biasing the
+        # optimum. The other metrics are invariant to it: each image gets its own range.
+        f_arr = _scalar(fixed)
+        f_range = _intensity_range(f_arr)
+        self.fixed = fixed.with_array(_normalise(f_arr, f_range), channels=False)
+        self.moving = moving.with_array(
+            _normalise(_scalar(moving), f_range if metric == "mse" else None), channels=False)
         self.fixed_mask = None
         if fixed_mask is not None:
             if fixed_mask.spatial_shape != fixed.spatial_shape:
@@ -453,6 +480,14 @@ class _Driver:
                 )
             self.fixed_mask = fixed_mask.with_array(
                 (np.asarray(fixed_mask.array) > 0).astype(np.float32))
+        # where the metric counts at full resolution: the mask, less the border layers
+        weight = _border_weight(fixed.spatial_shape, border_vox)
+        if self.fixed_mask is not None:
+            weight *= np.asarray(self.fixed_mask.array, np.float32)
+        if not weight.any():
+            raise RegistrationError("the fixed mask (less its border voxels) is empty")
+        self.weight = fixed.with_array(weight)
+        self.sigmas = dict(sigmas or {})
         self.preserve = None
         if preserve is not None:
             if preserve.spatial_shape != fixed.spatial_shape:
@@ -473,21 +508,37 @@ class _Driver:
             self.feature = FeatureLoss(encoder, ndim=self.n)
             if hasattr(self.feature.encoder, "to"):
                 self.feature.encoder.to(device)
-        self._levels: dict[int, _Level] = {}
+        self._levels: dict[tuple[int, float], _Level] = {}
+        self._grids: dict[int, torch.Tensor] = {}
 
-    def level(self, shrink: int) -> _Level:
-        if shrink in self._levels:
-            return self._levels[shrink]
+    def _points(self, shrink: int, image: Image) -> torch.Tensor:
+        """World coordinates ``(N, 3)`` of a level's voxel centres, C order; shared by its forms."""
+        if shrink not in self._grids:
+            torch = self.torch
+            aff = torch.tensor(image.affine, dtype=torch.float64, device=self.device)
+            shape = image.spatial_shape
+            out = aff[:3, 3].to(self.dtype).expand(*shape, 3).clone()
+            for a, length in enumerate(shape):
+                idx = torch.arange(length, dtype=torch.float64, device=self.device)
+                step = (idx[:, None] * aff[:3, a]).to(self.dtype)  # (length, 3)
+                out += step.reshape([length if b == a else 1 for b in range(len(shape))] + [3])
+            self._grids[shrink] = out.reshape(-1, 3)
+        return self._grids[shrink]
+
+    def level(self, shrink: int, *, smoothed: bool = True) -> _Level:
+        """One pyramid level: smoothed by the level's sigma, or (``smoothed=False``) not."""
+        sigma = self.sigmas.get(shrink, 0.5 * shrink) if smoothed else 0.0
+        key = (shrink, sigma)
+        if key in self._levels:
+            return self._levels[key]
         torch = self.torch
-        f = _level(self.fixed, shrink)
-        m = _level(self.moving, shrink)
-        w = np.ones(f.spatial_shape, np.float32)
-        if self.fixed_mask is not None:
-            w = np.asarray(_level(self.fixed_mask, shrink, is_mask=True).array, np.float32)
+        f = _level(self.fixed, shrink, sigma)
+        m = _level(self.moving, shrink, sigma)
+        w = np.asarray(_level(self.weight, shrink).array, np.float32)
         pres = None
         if self.preserve is not None:
-            pres = torch.tensor(np.asarray(_level(self.preserve, shrink, is_mask=True).array,
-                                           np.float32), device=self.device)
+            pres = torch.tensor(np.asarray(_level(self.preserve, shrink).array, np.float32),
+                                device=self.device)
         fa = np.ascontiguousarray(f.array, dtype=np.float32)
         ma = np.ascontiguousarray(m.array, dtype=np.float32)
         w = np.ascontiguousarray(w, dtype=np.float32)
@@ -496,7 +547,7 @@ class _Driver:
             fixed=f,
             fixed_affine=torch.tensor(f.affine, dtype=self.dtype, device=self.device),
             fixed_t=torch.tensor(fa, device=self.device),
-            points=torch.tensor(_grid_world(f), dtype=self.dtype, device=self.device),
+            points=self._points(shrink, f),
             weight=torch.tensor(w, device=self.device),
             preserve=pres,
             moving_t=torch.tensor(ma, device=self.device)[None, None],
@@ -506,7 +557,7 @@ class _Driver:
             fixed_range=(float(fa.min()), float(fa.max())),
             moving_range=(float(ma.min()), float(ma.max())),
         )
-        self._levels[shrink] = lev
+        self._levels[key] = lev
         return lev
 
     def warp(self, lev: _Level, pts: torch.Tensor, a: torch.Tensor,
@@ -590,7 +641,8 @@ def _gauss_newton(drv: _Driver, lev: _Level, model: _LinearModel, max_it: int,
     the true gradient of the level's MSE vanishes. A step that does not lower
     the loss is rejected and the damping raised. Parameters are in the model's
     mm-equivalent units (angles and matrix entries times the image radius):
-    the iteration stops when the largest proposed step is below ``tol`` (mm),
+    the iteration stops when the largest proposed step is below ``tol`` (mm;
+    that step is not taken),
     after ``max_rejects`` rejected steps in a row (linear interpolation makes
     the MSE piecewise smooth, so near its minimum the quadratic model stops
     predicting decreases), or after ``max_it`` iterations. Returns the
@@ -657,7 +709,8 @@ def _gauss_newton(drv: _Driver, lev: _Level, model: _LinearModel, max_it: int,
         for its in range(1, max_it + 1):
             if rejects == 0:
                 assert g is not None
-                jac = torch.autograd.functional.jacobian(params_map, theta).double()  # (12, P)
+                jac = torch.autograd.functional.jacobian(params_map, theta,
+                                                      vectorize=True).double()  # (12, P)
                 # d r / d (matrix row-major, translation) = (g_i (x - c)_j, g_i)
                 wr = (w * r)[:, None] * g
                 grad12 = torch.cat([(wr.T @ xc).reshape(-1), wr.sum(0)]).double()
@@ -669,6 +722,10 @@ def _gauss_newton(drv: _Driver, lev: _Level, model: _LinearModel, max_it: int,
             diag = torch.diagonal(hess).clamp_min(0.0)
             damp = torch.diag(diag * lam + 1e-12 * float(diag.max().clamp_min(1e-30)))
             step = -torch.linalg.solve(hess + damp, grad).to(drv.dtype)
+            if float(step.abs().max()) < tol:  # converged; the tiny step is not worth a pass
+                if progress is not None:
+                    progress(kind, li, n_levels, its, max_it, loss)
+                break
             trial = theta + step
             t_loss, t_r, t_w, _ = evaluate(trial, False)
             if t_loss <= loss:
@@ -678,7 +735,7 @@ def _gauss_newton(drv: _Driver, lev: _Level, model: _LinearModel, max_it: int,
                 lam, rejects = lam * 10.0, rejects + 1
             if progress is not None:
                 progress(kind, li, n_levels, its, max_it, loss)
-            if float(step.abs().max()) < tol or rejects >= max_rejects:
+            if rejects >= max_rejects:
                 break
             if rejects == 0:
                 loss, r, w, g = evaluate(theta, True)
@@ -699,8 +756,11 @@ def _run_linear(drv: _Driver, kind: str, base: AffineTransform, center: np.ndarr
         model = _LinearModel(kind, drv.n, current, center, radius, drv.dtype, drv.device)
         if drv.metric == "mse":
             # MSE: deterministic Levenberg-Marquardt on every voxel of the level
+            # a coarse level only has to bring the next one into its basin: it stops at
+            # steps below 1/200 of its voxel; the finest level at 1e-4 mm
+            tol = 1e-4 if li == len(shrinks) - 1 else 0.005 * float(min(lev.fixed.spacing))
             done, loss_v = _gauss_newton(drv, lev, model, n_it, progress, kind, li,
-                                         len(shrinks))
+                                         len(shrinks), tol=tol)
             current = model.result()
             reports.append(LevelReport(kind, shrink, lev.fixed.spacing, done, loss_v,
                                        time.perf_counter() - t0))
@@ -850,7 +910,7 @@ def _final_metrics(drv: _Driver, linear: AffineTransform,
 
     from medlens.registration import _similarity as sim
 
-    lev = drv.level(1)
+    lev = drv.level(1, smoothed=False)
     with torch.no_grad():
         a = torch.tensor(linear.matrix, dtype=drv.dtype, device=drv.device)
         b = torch.tensor(linear.translation, dtype=drv.dtype, device=drv.device)
@@ -898,6 +958,8 @@ def register(
     initialization: Literal["moments", "geometry", "none"] = "moments",
     initial: AffineTransform | None = None,
     shrink_factors: Sequence[int] | None = None,
+    smoothing_sigmas: Sequence[float] | None = None,
+    border_vox: int = 1,
     iterations: Sequence[int] | int | None = None,
     deformable_iterations: Sequence[int] | int | None = None,
     learning_rate: float | None = None,
@@ -946,7 +1008,25 @@ def register(
         Start from this transform (fixed -> moving).
     shrink_factors : sequence of int, optional
         Pyramid levels, coarse to fine (e.g. ``(4, 2, 1)``); chosen from the image size by
-        default. Level images are Gaussian-smoothed (sigma = shrink / 2 voxels).
+        default.
+    smoothing_sigmas : sequence of float, optional
+        Gaussian smoothing of both images at each level (one value per level, in
+        voxels of the full-resolution images), applied before shrinking. By
+        default ``shrink / 2`` at every level, the finest (shrink 1, sigma 0.5)
+        included, except that ``metric="mi"`` leaves the finest level
+        unsmoothed; 0 leaves a level unsmoothed. The metrics evaluated at fixed
+        voxel centres compare exact fixed values with linearly interpolated
+        moving ones, whose smoothing varies with the sub-voxel offset; a little
+        smoothing of both at the finest level makes that bias the optimum less
+        (Mattes MI samples random off-grid points, interpolating both images).
+        :attr:`RegistrationResult.metrics` are always on the unsmoothed images.
+    border_vox : int
+        Fixed voxels within this many voxels of the fixed image's edge (at full
+        resolution) are left out of the metric, on axes longer than
+        ``4 * border_vox``. Their neighbourhood is cut by the field of view, and
+        a moving image resampled from data that covered only the fixed field of
+        view (zero beyond it) has an artificial edge just there. 0 keeps every
+        voxel.
     iterations, deformable_iterations : int or sequence of int, optional
         Gradient steps per level for the linear and deformable stages. With
         ``metric="mse"`` the linear stages run Levenberg-Marquardt on the exact
@@ -1012,7 +1092,9 @@ def register(
                          volume_weight=volume_weight, diffeomorphic=diffeomorphic,
                          integration_steps=integration_steps,
                          control_spacing_vox=control_spacing_vox, encoder=encoder,
-                         max_points=max_points, device=device, seed=seed, progress=progress)
+                         max_points=max_points, device=device, seed=seed,
+                         smoothing_sigmas=smoothing_sigmas, border_vox=border_vox,
+                         progress=progress)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -1024,6 +1106,7 @@ def _register(fixed: Image, moving: Image, *, model: str, metric: str, fixed_mas
               regularization: str, regularization_weight: float | None, volume_weight: float,
               diffeomorphic: bool, integration_steps: int, control_spacing_vox: float,
               encoder: Any, max_points: int, device: str | None, seed: int,
+              smoothing_sigmas: Sequence[float] | None, border_vox: int,
               progress: Progress | None) -> RegistrationResult:
     import torch
 
@@ -1048,8 +1131,20 @@ def _register(fixed: Image, moving: Image, *, model: str, metric: str, fixed_mas
         raise RegistrationError(f"shrink factors must be >= 1, got {shrinks}")
     its = _per_level(iterations, len(shrinks), 200)
     d_its = _per_level(deformable_iterations, len(shrinks), 100)
+    if smoothing_sigmas is None:
+        # Mattes MI samples random off-grid points, interpolating both images already
+        sigmas = tuple(0.0 if s == 1 and metric == "mi" else 0.5 * s for s in shrinks)
+    else:
+        sigmas = tuple(float(v) for v in smoothing_sigmas)
+        if len(sigmas) != len(shrinks) or any(not v >= 0 for v in sigmas):
+            raise RegistrationError(
+                f"smoothing_sigmas needs one value >= 0 per pyramid level ({len(shrinks)}), "
+                f"got {smoothing_sigmas!r}")
+    if int(border_vox) != border_vox or border_vox < 0:
+        raise RegistrationError(f"border_vox must be an integer >= 0, got {border_vox!r}")
     drv = _Driver(fixed, moving, metric=metric, fixed_mask=fixed_mask, preserve=preserve_volume,
-                  device=device, encoder=encoder, seed=seed, max_points=max_points)
+                  device=device, encoder=encoder, seed=seed, max_points=max_points,
+                  sigmas=dict(zip(shrinks, sigmas, strict=True)), border_vox=int(border_vox))
     if initial is not None:
         base = initial
         center = _geometric_center(fixed) if fixed_mask is None else center_of_mass(

@@ -114,12 +114,14 @@ def lncc_loss(
     return -(w * cc).sum() / w.sum().clamp_min(_EPS)
 
 
-def _bspline3(x: torch.Tensor) -> torch.Tensor:
-    ax = x.abs()
-    return (
-        ((4.0 - 6.0 * ax**2 + 3.0 * ax**3) / 6.0) * (ax < 1.0)
-        + ((2.0 - ax) ** 3 / 6.0) * ((ax >= 1.0) & (ax < 2.0))
-    )
+def _bspline3_weights(u: torch.Tensor) -> torch.Tensor:
+    """Cubic B-spline weights of the 4 bins around a sample at fraction ``u`` in [0, 1], (N, 4)."""
+    import torch
+
+    u2 = u * u
+    u3 = u2 * u
+    return torch.stack([(1.0 - u) ** 3, 3.0 * u3 - 6.0 * u2 + 4.0,
+                        -3.0 * u3 + 3.0 * u2 + 3.0 * u + 1.0, u3], dim=1) / 6.0
 
 
 def mattes_mi_loss(
@@ -163,12 +165,12 @@ def mattes_mi_loss(
     f = fixed.reshape(-1)
     m = moved.reshape(-1)
     w = weight.reshape(-1)
-    sel = w > 0
-    f, m, w = f[sel], m[sel], w[sel]
-    if fixed_range is None:
-        fixed_range = (float(f.min().detach()), float(f.max().detach()))
-    if moving_range is None:
-        moving_range = (float(m.min().detach()), float(m.max().detach()))
+    if fixed_range is None or moving_range is None:
+        sel = w > 0
+        if fixed_range is None:
+            fixed_range = (float(f[sel].min().detach()), float(f[sel].max().detach()))
+        if moving_range is None:
+            moving_range = (float(m[sel].min().detach()), float(m[sel].max().detach()))
     pad = 2
     nb = bins - 2 * pad
 
@@ -177,16 +179,16 @@ def mattes_mi_loss(
         return pad + (x - lo) / max(hi - lo, _EPS) * (nb - 1)
 
     # Mattes: zero-order (box) window for the fixed image, cubic B-spline window
-    # for the moving image, so only 4 moving bins per sample are non-zero.
+    # for the moving image, so only 4 moving bins per sample are non-zero: those
+    # from floor(x) - 1 to floor(x) + 2 (zero-weight samples add nothing).
     fi = scaled(f.detach(), fixed_range).round().clamp(0, bins - 1).long()
     xm = scaled(m, moving_range).clamp(1.0, bins - 2.0)
-    base = torch.floor(xm.detach()).long() - 1
+    low = torch.floor(xm.detach()).clamp_max(bins - 3.0)
+    wm = _bspline3_weights(xm - low) * w[:, None]
     offs = torch.arange(4, device=m.device)
-    nb_idx = (base[:, None] + offs[None, :]).clamp(0, bins - 1)
-    wm = _bspline3(xm[:, None] - nb_idx.to(xm.dtype))
-    flat = (fi[:, None] * bins + nb_idx).reshape(-1)
+    flat = ((fi * bins + low.long() - 1)[:, None] + offs[None, :]).reshape(-1)
     joint = torch.zeros(bins * bins, dtype=m.dtype, device=m.device)
-    joint = joint.index_add(0, flat, (wm * w[:, None]).reshape(-1)).view(bins, bins)
+    joint = joint.index_add(0, flat, wm.reshape(-1)).view(bins, bins)
     joint = joint / joint.sum().clamp_min(_EPS)
     pf = joint.sum(1, keepdim=True)
     pm = joint.sum(0, keepdim=True)

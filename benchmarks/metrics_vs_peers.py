@@ -7,7 +7,9 @@ and every installed peer on them in this one process, checks that the values of 
 definitions agree (relative 1e-6), and prints wall times (best of ``--repeat``), ratios
 and peak extra memory (each tool run once in a fresh spawned process that rebuilds the pair: the peak
 resident size during the call, reset just before it, minus the resident size before
-it, so C/C++ allocations count too).
+it, so C/C++ allocations count too). medlens's distances use the numba kernels of
+``medlens.metrics._nearest`` when numba is installed (the first call, outside the timing,
+compiles them or loads them from numba's cache).
 
 Run::
 
@@ -349,6 +351,14 @@ def main() -> int:
     have = {"DeepMind surface-distance": dm, "MONAI": mon, "MedPy": medpy}
     print("peers: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in have.items()))
     print(f"CPUs: {len(os.sched_getaffinity(0))}, EDT threads: {args.threads or 'all'}, repeat: {args.repeat}")
+    from medlens.metrics import _nearest
+
+    if _nearest.available():
+        import numba
+
+        print(f"medlens distances: numba {numba.__version__} offset scan (medlens.metrics._nearest)")
+    else:
+        print("medlens distances: numba not installed, edt / slice-wise search")
     print("load average at the start: " + " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)")
 
     for name in PAIRS:

@@ -322,18 +322,23 @@ def border_voxels(padded: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return out
 
 
+@functools.cache
 def available() -> bool:
     """Whether numba can be imported (else the caller takes its NumPy/SciPy path).
+
+    The first call with numba present also compiles (or loads from numba's cache) the
+    kernels, so that threads started afterwards find them ready.
 
     Returns
     -------
     bool
-        ``True`` when the kernels of this module can be compiled.
+        ``True`` when the kernels of this module are compiled.
     """
     try:
         import numba  # noqa: F401
     except ImportError:
         return False
+    _kernels()
     return True
 
 

@@ -668,6 +668,7 @@ def _surface_distances(
     empty = np.zeros(0)
     if box is None:
         return SurfaceDistances(empty, empty, empty, empty, method, sp)
+    _scan_available()  # loads the numba kernels here, before any thread uses them
     crop_size = math.prod(hi - lo + 2 for lo, hi in box)
     pair = n_threads >= 2 and crop_size >= CONCURRENT_MIN_VOXELS
     table = _area_table(sp) if method == "surfel" else None

@@ -52,3 +52,18 @@ def test_register_bad_option_is_a_user_error(tmp_path: Path, pairs: dict, capsys
                  "-o", str(tmp_path)])
     assert code == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_register_principal_axes_init(tmp_path: Path, pairs: dict, capsys) -> None:
+    pair = pairs["pd_rot10"]
+    out = tmp_path / "pa"
+    code = main(["register", str(pair.fixed), str(pair.moving), "--model", "rigid",
+                 "--init", "principal-axes", "--shrink", "4,2", "-o", str(out)])
+    assert code == 0
+    summary = json.loads((out / "registration.json").read_text())
+    assert summary["initialization"] == "principal-axes"
+    m = np.array(summary["matrix_ras_fixed_to_moving"])
+    assert abs(abs(np.degrees(np.arctan2(m[1, 0], m[0, 0]))) - 10.0) < 0.3
+    assert main(["register", str(pair.fixed), str(pair.moving), "--init", "pca",
+                 "-o", str(tmp_path / "bad")]) == 2
+    assert "--init" in capsys.readouterr().err

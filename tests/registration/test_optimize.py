@@ -11,6 +11,8 @@ from medlens.registration import (
     AffineTransform,
     RegistrationError,
     center_of_mass,
+    initial_transform,
+    principal_axes,
     register,
     rigid_transform,
     warp_image,
@@ -157,3 +159,58 @@ def test_final_metrics_are_on_the_unsmoothed_images(blobs: Image) -> None:
 def test_bad_pyramid_options_are_rejected(blobs: Image, options: dict[str, object]) -> None:
     with pytest.raises(RegistrationError, match="border_vox|smoothing_sigmas"):
         register(blobs, blobs, shrink_factors=(2, 1), **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def ellipse() -> Image:
+    """An elongated 2D blob (axes ratio 2.4) with some texture, on a 1.0 x 1.25 mm grid."""
+    rng = np.random.default_rng(7)
+    idx = np.indices((120, 100), dtype=np.float64)
+    x, y = idx[0] - 58.0, (idx[1] - 41.0) * 1.25
+    inside = (x / 40.0) ** 2 + (y / 16.5) ** 2 <= 1.0
+    arr = ndimage.gaussian_filter(inside * (0.7 + 0.3 * rng.random(inside.shape)), 1.5)
+    return Image(arr.astype(np.float32), np.diag([1.0, 1.25, 1.0, 1.0]))
+
+
+def test_principal_axes_hand_worked() -> None:
+    # a line of unit voxels along the world direction (1, 1) of a 2D image
+    a = np.zeros((11, 11))
+    a[np.arange(2, 9), np.arange(2, 9)] = 1.0
+    c, axes = principal_axes(Image(a))
+    np.testing.assert_allclose(c, [5.0, 5.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(np.abs(axes[:, 0]), [2**-0.5, 2**-0.5, 0.0], atol=1e-12)
+    np.testing.assert_allclose(axes[:, 2], [0.0, 0.0, 1.0])
+
+
+def test_principal_axes_initialisation_finds_a_large_rotation(ellipse: Image) -> None:
+    # an 80 degree rotation: from the centre-of-mass start the optimiser ends in a wrong
+    # minimum (about 4 degrees); the principal axes give it to within a few degrees
+    c = center_of_mass(ellipse)
+    truth = rigid_transform((np.deg2rad(80.0),), (3.0, -2.0), center=c)
+    moving = warp_image(ellipse, truth.inverse(), like=ellipse, interpolation="bspline")
+    start, center = initial_transform(ellipse, moving, method="principal-axes")
+    np.testing.assert_allclose(center, c, atol=1e-9)
+    angle = np.degrees(np.arctan2(start.matrix[1, 0], start.matrix[0, 0]))
+    assert abs(angle - 80.0) < 3.0
+    kw = dict(model="rigid", metric="mse", shrink_factors=(4, 2, 1), iterations=100)
+    good = register(ellipse, moving, initialization="principal-axes", **kw)  # type: ignore[arg-type]
+    plain = register(ellipse, moving, initialization="moments", **kw)  # type: ignore[arg-type]
+    assert _tre_max(ellipse, truth, good.linear) < 0.05
+    assert _tre_max(ellipse, truth, plain.linear) > 1.0
+
+
+def test_large_levels_use_one_checkerboard_half(blobs: Image,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # levels over _LM_ALL_VOXELS voxels fit on the voxels with an even index sum; lowered
+    # here so that the 96 x 80 image's finest level is one of them
+    from medlens.registration import _optimize
+
+    truth = _truth(blobs, "affine")
+    moving = warp_image(blobs, truth.inverse(), like=blobs, interpolation="bspline")
+    kw = dict(model="affine", metric="mse", shrink_factors=(2, 1), iterations=60)
+    full = register(blobs, moving, **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(_optimize, "_LM_ALL_VOXELS", 5000)
+    half = register(blobs, moving, **kw)  # type: ignore[arg-type]
+    assert full.levels[-1].loss != half.levels[-1].loss  # a different (half) point set
+    assert _tre_max(blobs, truth, half.linear) < 0.05
+    assert _tre_max(blobs, full.linear, half.linear) < 0.02

@@ -15,6 +15,7 @@ __all__ = ["register_command"]
 
 _MODELS = ("rigid", "similarity", "affine", "deformable")
 _METRICS = ("mse", "ncc", "lncc", "mi", "feature")
+_INITS = ("moments", "principal-axes", "geometry", "none")
 
 
 def register_command(
@@ -35,6 +36,10 @@ def register_command(
                                help="Pyramid shrink factors, coarse to fine, e.g. 4,2,1."),
     iterations: int = typer.Option(None, "--iterations",
                                    help="Gradient steps per level (linear stages)."),
+    init: str = typer.Option("moments", "--init",
+                             help="Start: moments (centres of mass), principal-axes (also "
+                                  "rotates the principal axes onto each other, up to 90 "
+                                  "degrees), geometry (grid centres) or none."),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if present)."),
 ) -> None:
     """Register MOVING to FIXED; write the ITK transform, the moved image and a JSON summary.
@@ -64,6 +69,8 @@ def register_command(
         raise RegisterOptionError(f"--model must be one of {', '.join(_MODELS)}, got {model!r}")
     if metric not in _METRICS:
         raise RegisterOptionError(f"--metric must be one of {', '.join(_METRICS)}, got {metric!r}")
+    if init not in _INITS:
+        raise RegisterOptionError(f"--init must be one of {', '.join(_INITS)}, got {init!r}")
     shrinks = None
     if shrink:
         try:
@@ -96,7 +103,8 @@ def register_command(
 
         res = register(fixed_img, moving_img, model=model, metric=metric,  # type: ignore[arg-type]
                        fixed_mask=mask_img, preserve_volume=preserve_img,
-                       volume_weight=volume_weight, shrink_factors=shrinks,
+                       volume_weight=volume_weight, initialization=init,  # type: ignore[arg-type]
+                       shrink_factors=shrinks,
                        iterations=iterations, device=device, progress=progress)
     output.mkdir(parents=True, exist_ok=True)
     tfile = output / ("transform.h5" if model == "deformable" else "transform.tfm")
@@ -110,6 +118,7 @@ def register_command(
         "moving": str(moving),
         "model": model,
         "metric": metric,
+        "initialization": init,
         "convention": "transform maps fixed-space points to moving-space points (ITK, LPS file)",
         "transform_file": tfile.name,
         "moved_file": f"moved{ext}",

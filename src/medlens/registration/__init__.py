@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
         RegistrationResult,
         center_of_mass,
         initial_transform,
+        principal_axes,
         register,
     )
     from medlens.registration._similarity import (
@@ -65,6 +66,7 @@ _LAZY = {
     "RegistrationResult": "_optimize",
     "center_of_mass": "_optimize",
     "initial_transform": "_optimize",
+    "principal_axes": "_optimize",
     "register": "_optimize",
     "FeatureLoss": "_similarity",
     "GradientEncoder": "_similarity",
@@ -97,6 +99,7 @@ __all__ = [
     "mattes_mi_loss",
     "mse_loss",
     "ncc_loss",
+    "principal_axes",
     "read_displacement_field",
     "read_transform",
     "register",

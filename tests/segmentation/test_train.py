@@ -65,6 +65,37 @@ def test_train_writes_log_and_checkpoints(prepared):
     assert (tmp / "model" / "plans.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("limit", "floor", "extension", "expected"),
+    [
+        (1e-3, 7, 1.0, 7),  # no time left at the first fit: the floor holds
+        (1e6, 0, 1.5, 9),  # ample time: grows to 1.5 x the 6 planned iterations
+        (1e6, 0, 1.0, 6),  # ample time, no extension: the plan's count
+    ],
+)
+def test_time_limit_refits_total_within_floor_and_extension(
+    prepared, limit, floor, extension, expected
+):
+    tmp, plans, pre = prepared
+    cfg = TrainConfig(
+        iterations=6,
+        iterations_per_epoch=3,
+        num_workers=0,
+        threads=1,
+        time_limit_s=limit,
+        min_iterations=floor,
+        max_extension=extension,
+    )
+    res = train(pre, plans, tmp / "model", config=cfg, progress=False)
+    assert res.iterations == expected and res.planned_iterations == 6
+    # a fit at every epoch end (3 iterations) before the last iteration
+    assert [f[0] for f in res.time_limit_fits] == list(range(3, expected, 3))
+    assert all(f[1] == expected for f in res.time_limit_fits)
+    state = load_checkpoint(res.model_dir / "checkpoint_final.pt")
+    assert state["total_iterations"] == expected
+    assert [tuple(f) for f in state["time_limit_fits"]] == list(res.time_limit_fits)
+
+
 def test_fold_split_training(tmp_path):
     root = write_dataset(tmp_path / "D", n=5)
     ds, plans = tiny_plans(root, iterations=2)

@@ -233,6 +233,11 @@ def predict(
         False, "--probabilities", help="Also save float16 probabilities (.npz)."
     ),
     threads: int | None = typer.Option(None, "--threads", help="torch threads (default: plan)."),
+    backend: str = typer.Option(
+        "torch",
+        "--backend",
+        help="torch, or onnx (ONNX Runtime on the files `medlens seg export-onnx` wrote).",
+    ),
 ) -> None:
     """Segment images; outputs are on each input's grid, in its format (DICOM -> DICOM-SEG)."""
     import numpy as np
@@ -242,7 +247,9 @@ def predict(
     from medlens.io import read_image, write_image
     from medlens.segmentation._predict import load_predictor
 
-    pred = load_predictor(model, folds=folds.split(",") if folds else None, threads=threads)
+    pred = load_predictor(
+        model, folds=folds.split(",") if folds else None, threads=threads, backend=backend
+    )
     cases = _group_inputs(input_path)
     # one output file for a file or a DICOM-series folder; a folder for a folder of images
     single = len(cases) == 1 and cases[0][1][0] == input_path and not output.is_dir()
@@ -277,6 +284,25 @@ def predict(
                 labels=np.array(pred.label_values),
             )
         console.print(f"{case_id}: {target}")
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    model: Path = typer.Argument(..., help="Model folder (WORK/model)."),
+    output: Path | None = typer.Argument(
+        None,
+        metavar="[OUT.onnx]",
+        help="Output file (one fold only); default MODEL/fold_<k>/network.onnx per fold.",
+    ),
+    folds: str | None = typer.Option(
+        None, "--folds", help="Comma-separated folds (default: all trained)."
+    ),
+) -> None:
+    """Export trained networks to ONNX (then `seg predict --backend onnx`)."""
+    from medlens.segmentation._onnx import export_onnx
+
+    for p in export_onnx(model, output=output, folds=folds.split(",") if folds else None):
+        console.print(f"wrote {p}")
 
 
 def _write_dicom_seg(lab: object, source: Path, target: Path, pred: object) -> None:

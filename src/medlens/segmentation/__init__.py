@@ -64,6 +64,8 @@ _LAZY = {
     "PredictionError": "_predict",
     "load_predictor": "_predict",
     "calibrate": "_calibrate",
+    "export_onnx": "_onnx",
+    "OnnxNetwork": "_onnx",
 }
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "IntensityStats",
     "MedNeXt",
     "NetworkConfig",
+    "OnnxNetwork",
     "PlanError",
     "Plans",
     "PredictionError",
@@ -92,6 +95,7 @@ __all__ = [
     "build_network",
     "calibrate",
     "dataset_fingerprint",
+    "export_onnx",
     "fullres_target_spacing",
     "gaussian_importance_map",
     "kfold_split",

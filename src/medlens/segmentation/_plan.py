@@ -519,6 +519,7 @@ def plan_experiment(
     max_iterations: int = 250_000,
     reserve_fraction: float = 0.25,
     regions_class_order: Sequence[int] | None = None,
+    min_patch_coverage: float = LOWRES_COVERAGE,
 ) -> Plans:
     """Plan 2D and 3D configurations for a dataset, to a memory and a time budget.
 
@@ -541,6 +542,12 @@ def plan_experiment(
         planner coarsens spacing / narrows the network until this fits.
     reserve_fraction : float
         Share of the time budget kept for preprocessing, validation and prediction.
+    min_patch_coverage : float
+        Under a time budget, the smallest share of the median image a patch may
+        cover before the planner prefers a coarser spacing (0.25, nnU-Net's
+        3d_lowres threshold). ``1.0`` asks for whole-image patches: context
+        before resolution, which suits few training cases of a large structure
+        (every iteration then sees a whole case, and prediction needs few tiles).
 
     Returns
     -------
@@ -692,6 +699,7 @@ def plan_experiment(
             max_iterations,
             explain,
             slice_axis if not is_3d else None,
+            min_coverage=min_patch_coverage,
         )
         configs[chosen.name] = chosen
         default = chosen.name
@@ -712,6 +720,17 @@ def plan_experiment(
     )
 
 
+def _coverage(patch: Sequence[int], median: Sequence[float] | np.ndarray) -> float:
+    """Share of the median image inside one patch (per axis at most 1, multiplied).
+
+    Examples
+    --------
+    >>> _coverage((64, 64, 64), (58, 70, 58)), _coverage((64, 80, 64), (58, 70, 58))
+    (0.9142857142857143, 1.0)
+    """
+    return float(np.prod([min(1.0, p / max(m, 1.0)) for p, m in zip(patch, median, strict=True)]))
+
+
 def _budget_search(
     base: Configuration,
     target: Sequence[float],
@@ -730,6 +749,7 @@ def _budget_search(
     explain: list[str],
     slice_axis: int | None,
     min_shape_vox: int = 48,
+    min_coverage: float = LOWRES_COVERAGE,
 ) -> Configuration:
     """Walk from the nnU-Net configuration to cheaper ones until it fits the budget."""
     dim = base.spatial_dims
@@ -755,7 +775,7 @@ def _budget_search(
                 sp, med, in_ch, out_ch, _prod(med) * n_cases, mem_budget, base_f, architecture
             )
             bs = 2  # CPU: nnU-Net's minimum batch; larger batches only cost time
-            # shrink the patch (nnU-Net's axis rule) while it still covers >= 25% of the image
+            # shrink the patch (nnU-Net's axis rule) while it still covers min_coverage
             while True:
                 t = estimate_seconds_per_iteration(net, patch, bs, cal)
                 iters = int(train_s / t)
@@ -764,7 +784,7 @@ def _budget_search(
                 ax = _shrink_axis(patch, med, net.divisor)
                 p2 = list(patch)
                 p2[ax] -= net.divisor[ax]
-                if p2[ax] < 8 or _prod(p2) / _prod(med) < LOWRES_COVERAGE:
+                if p2[ax] < 8 or _coverage(p2, med) < min(min_coverage, 0.999):
                     break
                 net, patch, _ = _build_net(sp, p2, in_ch, out_ch, base_f, architecture)
                 estimate_memory_bytes(net, patch, bs)
@@ -790,7 +810,7 @@ def _budget_search(
                 explain.append(
                     f"{cand.name}: after {tried} candidates, spacing x{factor:.2f} "
                     f"{cand.spacing} mm, base width {base_f}, patch {patch} (covers "
-                    f"{min(1.0, _prod(patch) / _prod(med)):.0%} of the median image "
+                    f"{_coverage(patch, med):.0%} of the median image "
                     f"{tuple(int(m) for m in med)}), "
                     f"batch {bs}: {t:.2f} s per iteration predicted, so {cand.iterations} "
                     "iterations "

@@ -44,6 +44,7 @@ class Predictor:
     folds: list[str]
     postprocessing: dict[str, bool]
     model_dir: Path | None = None
+    fill_holes: dict[str, bool] | None = None
 
     @property
     def label_values(self) -> list[int]:
@@ -192,14 +193,28 @@ class Predictor:
                 for c, val in enumerate(order):
                     lab[chans[c] > 0.5] = val
             labels[..., z0:z1] = lab
-        if self.postprocessing:
-            labels = apply_postprocessing(labels, self.plans, self.postprocessing)
+        if self.postprocessing or self.fill_holes:
+            labels = apply_postprocessing(
+                labels, self.plans, self.postprocessing, fill_holes=self.fill_holes
+            )
         return Image(labels, like.affine, meta={"source": "medlens.segmentation"}), out_probs
 
 
-def apply_postprocessing(labels: np.ndarray, plans: Plans, rules: dict[str, bool]) -> np.ndarray:
-    """Keep only the largest connected component of each label whose rule is true."""
+def apply_postprocessing(
+    labels: np.ndarray,
+    plans: Plans,
+    rules: dict[str, bool],
+    *,
+    fill_holes: dict[str, bool] | None = None,
+) -> np.ndarray:
+    """Keep only the largest connected component of each label whose rule is true.
+
+    Then fill the enclosed holes of each label whose ``fill_holes`` rule is true
+    (only background voxels are filled, so other labels are left alone).
+    """
     import cc3d
+
+    from medlens.segmentation._postprocess import fill_holes as _fill
 
     out = labels.copy()
     for name, keep in rules.items():
@@ -214,6 +229,13 @@ def apply_postprocessing(labels: np.ndarray, plans: Plans, rules: dict[str, bool
         )
         drop = mask & ~largest
         out[drop] = 0
+    for name, on in (fill_holes or {}).items():
+        fv = plans.labels.get(name)
+        if not on or fv is None or isinstance(fv, tuple):
+            continue
+        mask = out == fv
+        holes = _fill(mask) & ~mask & (out == 0)
+        out[holes] = fv
     return out
 
 
@@ -223,6 +245,7 @@ def load_predictor(
     folds: Sequence[str] | None = None,
     checkpoint: str = "checkpoint_final.pt",
     threads: int | None = None,
+    backend: str = "torch",
 ) -> Predictor:
     """Load a trained model folder (``plans.json`` + ``fold_*/checkpoint_final.pt``).
 
@@ -235,16 +258,23 @@ def load_predictor(
     checkpoint : str
         Checkpoint file name in each fold folder.
     threads : int, optional
-        ``torch.set_num_threads``.
+        ``torch.set_num_threads`` (and ONNX Runtime's intra-op threads).
+    backend : {"torch", "onnx"}
+        Run the networks in torch, or in ONNX Runtime from the
+        ``fold_<k>/network.onnx`` files that :func:`medlens.segmentation.export_onnx`
+        writes (same outputs within float32 rounding; see ``benchmarks/seg_onnx.py``
+        for which is faster).
 
     Raises
     ------
     PredictionError
-        If the folder holds no plans or no trained fold.
+        If the folder holds no plans or no trained fold, or the backend is unknown.
     """
     from medlens.segmentation._train import load_checkpoint
 
     root = Path(model_dir)
+    if backend not in ("torch", "onnx"):
+        raise PredictionError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     if not (root / "plans.json").exists():
         raise PredictionError(f"{root}: not a model folder (no plans.json)")
     plans = Plans.load(root / "plans.json")
@@ -268,17 +298,25 @@ def load_predictor(
         net = build_network(NetworkConfig.from_dict(state["network"]))
         net.load_state_dict(state["model"])
         net.eval()
+        if backend == "onnx":
+            from medlens.segmentation._onnx import OnnxNetwork, onnx_path
+
+            if not onnx_path(fd).exists():
+                raise PredictionError(
+                    f"{onnx_path(fd)}: no ONNX file; run `medlens seg export-onnx {root}` first"
+                )
+            net = OnnxNetwork(onnx_path(fd), threads=threads or torch.get_num_threads())
         nets.append(net)
     assert cfg_name is not None
     post: dict[str, bool] = {}
+    fill: dict[str, bool] = {}
     pp = root / "postprocessing.json"
     if pp.exists():
-        post = {
-            k: bool(v)
-            for k, v in json.loads(pp.read_text(encoding="utf-8"))["keep_largest_component"].items()
-        }
+        rules = json.loads(pp.read_text(encoding="utf-8"))
+        post = {k: bool(v) for k, v in rules["keep_largest_component"].items()}
+        fill = {k: bool(v) for k, v in rules.get("fill_holes", {}).items()}
     return Predictor(
-        plans, plans.configurations[cfg_name], nets, [f.name for f in fdirs], post, root
+        plans, plans.configurations[cfg_name], nets, [f.name for f in fdirs], post, root, fill
     )
 
 

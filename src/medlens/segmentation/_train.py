@@ -69,8 +69,19 @@ class TrainConfig:
     checkpoint_every_s : float
         Seconds between checkpoints (plus one at the end).
     time_limit_s : float, optional
-        Wall-clock limit: after 10%, 50% and 80% of the iterations the total is cut
-        to what the measured speed allows (recorded, so a resume keeps it).
+        Wall-clock limit of the run (including its validation passes). After the
+        5th iteration and at every epoch end the total is re-fitted: the
+        iterations done plus the time left divided by the seconds per iteration
+        measured since the previous fit, bounded below by ``min_iterations`` and
+        above by ``max_extension`` x the planned total. The fits are recorded in
+        the checkpoint and the log, so a resume keeps them.
+    min_iterations : int
+        Floor under the time limit: the run never stops before this many
+        iterations, even when the machine is slower than the limit allows (it
+        then overruns the limit, and the log says by how much).
+    max_extension : float
+        Under a time limit, how far beyond the planned iterations a faster than
+        planned machine may go (1.0: never beyond the plan).
     num_workers : int, optional
         Data-loading processes (default: 1 on 2 cores, else cores // 2).
     threads : int, optional
@@ -92,6 +103,8 @@ class TrainConfig:
     oversample_foreground: float = 0.33
     checkpoint_every_s: float = 300.0
     time_limit_s: float | None = None
+    min_iterations: int = 0
+    max_extension: float = 1.0
     num_workers: int | None = None
     threads: int | None = None
     validation_batches: int = 2
@@ -115,6 +128,8 @@ class TrainResult:
     final_loss: float
     pseudo_dice: dict[str, float]
     log_csv: Path
+    planned_iterations: int = 0
+    time_limit_fits: tuple[tuple[int, int, float], ...] = ()
 
 
 def available_cores() -> int:
@@ -529,12 +544,14 @@ def train(
         DiceCELoss(region_based=plans.region_based, batch_dice=tcfg.batch_dice)
     )
     total = int(tcfg.iterations or cfg.iterations)
+    planned = total
     per_epoch = int(tcfg.iterations_per_epoch or cfg.iterations_per_epoch)
     start_it = 0
     log_rows: list[dict[str, Any]] = []
     ema: float | None = None
     elapsed0 = 0.0
-    limit_checks_done: list[float] = []
+    # time-limit fits: (iteration, new total, seconds per iteration measured)
+    limit_fits: list[tuple[int, int, float]] = []
     if resume:
         ck_path = fdir / "checkpoint_latest.pt"
         state = load_checkpoint(ck_path)
@@ -547,7 +564,8 @@ def train(
         log_rows = list(state["log"])
         ema = state["ema"]
         elapsed0 = float(state["elapsed"])
-        limit_checks_done = list(state.get("limit_checks_done", []))
+        limit_fits = [(int(a), int(b), float(c)) for a, b, c in state.get("time_limit_fits", [])]
+        planned = int(state.get("planned_iterations", total))
     # losses.csv: per-iteration training loss (truncated to the checkpoint on resume)
     losses_path = fdir / "losses.csv"
     if rank == 0:
@@ -577,7 +595,8 @@ def train(
             "elapsed": elapsed0 + (time.perf_counter() - t_start),
             "configuration": name,
             "network": net_cfg.to_dict(),
-            "limit_checks_done": limit_checks_done,
+            "time_limit_fits": limit_fits,
+            "planned_iterations": planned,
             "class_names": names,
         }
         _save_checkpoint(fdir / "checkpoint_latest.pt", state)
@@ -604,7 +623,11 @@ def train(
         dice = 2 * tp / np.maximum(2 * tp + fp + fn, 1e-8)
         return vloss / tcfg.validation_batches, dice
 
-    stream = _BatchStream(folder, train_ids, plans, cfg, tcfg, start_it, total, rank)
+    # under a time limit the total may grow up to max_extension x the plan
+    stop = total
+    if tcfg.time_limit_s is not None:
+        stop = max(total, int(planned * max(1.0, tcfg.max_extension)), tcfg.min_iterations)
+    stream = _BatchStream(folder, train_ids, plans, cfg, tcfg, start_it, stop, rank)
     loader = torch.utils.data.DataLoader(
         stream,
         batch_size=None,
@@ -614,6 +637,28 @@ def train(
     )
     t_start = time.perf_counter()
     last_ck = t_start
+    last_fit = [start_it, elapsed0]  # (iteration count, seconds) at the previous fit
+
+    def refit(it: int, total: int) -> int:
+        """New total so that the run ends at the time limit (see TrainConfig)."""
+        assert tcfg.time_limit_s is not None
+        spent = elapsed0 + time.perf_counter() - t_start
+        done = it + 1
+        n = done - int(last_fit[0])
+        per_it = (spent - last_fit[1]) / n if n >= 3 else spent / max(done - start_it, 1)
+        per_it = max(per_it, 1e-6)
+        fit = done + max(0, int((tcfg.time_limit_s - spent) / per_it))
+        upper = max(planned, int(planned * tcfg.max_extension))
+        new = max(min(fit, upper), tcfg.min_iterations, done)
+        if dist is not None:
+            tt = torch.tensor([new])
+            dist.all_reduce(tt, op=dist.ReduceOp.MIN)
+            new = int(tt)
+        last_fit[0], last_fit[1] = done, spent
+        limit_fits.append((done, new, round(per_it, 4)))
+        bar.update(task, total=new)
+        return new
+
     epoch_losses: list[float] = []
     epoch_t0 = time.perf_counter()
     final_loss = float("nan")
@@ -660,25 +705,8 @@ def train(
                 if losses_f is not None:
                     losses_f.write(f"{it},{lv:.8g},{lr:.6g}\n")
                     losses_f.flush()
-                # adaptive total under a time limit (deterministic once recorded)
-                if tcfg.time_limit_s is not None:
-                    for frac in (0.1, 0.5, 0.8):
-                        if (
-                            frac not in limit_checks_done
-                            and it + 1 >= int(frac * total)
-                            and it >= 4
-                        ):
-                            limit_checks_done.append(frac)
-                            spent = elapsed0 + time.perf_counter() - t_start
-                            per_it = spent / (it + 1)
-                            allowed = int(tcfg.time_limit_s / per_it)
-                            if allowed < total:
-                                total = max(it + 2, allowed)
-                                if dist is not None:
-                                    tt = torch.tensor([total])
-                                    dist.all_reduce(tt, op=dist.ReduceOp.MIN)
-                                    total = int(tt)
-                                bar.update(task, total=total)
+                if tcfg.time_limit_s is not None and it + 1 == 5 and not limit_fits:
+                    total = refit(it, total)
                 if (it + 1) % per_epoch == 0 or it + 1 == total:
                     vloss, dice = validate()
                     md = float(np.mean(dice)) if len(dice) else float("nan")
@@ -693,12 +721,15 @@ def train(
                         "ema_pseudo_dice": ema,
                         "epoch_seconds": time.perf_counter() - epoch_t0,
                         "elapsed_seconds": elapsed0 + time.perf_counter() - t_start,
+                        "total_iterations": total,
                     }
                     log_rows.append(row)
                     if rank == 0:
                         _write_log(fdir / "log.csv", log_rows)
                     epoch_losses = []
                     epoch_t0 = time.perf_counter()
+                    if tcfg.time_limit_s is not None and it + 1 < total:
+                        total = refit(it, total)
                     bar.update(task, info=f"loss {row['train_loss']:.3f} pseudo-Dice {md:.3f}")
                 bar.update(task, completed=it + 1)
                 now = time.perf_counter()
@@ -716,7 +747,9 @@ def train(
     seconds = elapsed0 + time.perf_counter() - t_start
     last = log_rows[-1] if log_rows else {}
     pd = {n: float(last.get(f"pseudo_dice_{n}", float("nan"))) for n in names}
-    return TrainResult(fdir, it + 1, seconds, final_loss, pd, fdir / "log.csv")
+    return TrainResult(
+        fdir, it + 1, seconds, final_loss, pd, fdir / "log.csv", planned, tuple(limit_fits)
+    )
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:

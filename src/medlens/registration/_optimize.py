@@ -631,12 +631,15 @@ class _Driver:
 
     def warp(self, lev: _Level, pts: torch.Tensor, a: torch.Tensor,
              b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, inv = self.n, lev.moving_inv
-        # fixed world -> moving voxel in one product: inv (a x + b)
-        vox = self.torch.addmm(inv[:n, :3] @ b + inv[:n, 3], pts, (inv[:n, :3] @ a).T)
-        size = lev.moving_size
-        inside = ((vox >= -0.5) & (vox <= size - 0.5)).all(dim=1).to(self.dtype)
-        vals = _sample_image(lev.moving_t, vox, size)[0]
+        import torch.nn.functional as F
+
+        # fixed world -> grid_sample's coordinates of the moving image in one product
+        to_grid, grid_off, limit = _grid_map(lev)
+        grid = self.torch.addmm(to_grid @ b + grid_off, pts, (to_grid @ a).T)
+        inside = (grid.abs() <= limit).all(dim=1).to(self.dtype)
+        view = (1, -1, 1, 2) if self.n == 2 else (1, -1, 1, 1, 3)
+        vals = F.grid_sample(lev.moving_t, grid.view(view), mode="bilinear",
+                             padding_mode="border", align_corners=True).reshape(-1)
         return vals, inside
 
     def loss(self, lev: _Level, fixed_vals: torch.Tensor, moved: torch.Tensor,
@@ -695,6 +698,19 @@ class _Driver:
         return self.torch.randint(0, n_pts, (self_limit,), generator=self.gen).to(self.device)
 
 
+def _grid_map(lev: _Level) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """World -> ``grid_sample`` coordinates of the level's moving image (last axis first).
+
+    Returns the ``(n, 3)`` matrix and ``(n,)`` offset of ``g = M y + o`` and the
+    bound: ``|g| <= limit`` on every axis is within half a voxel of the grid.
+    """
+    inv, n = lev.moving_inv, int(lev.moving_size.shape[0])
+    scale = 2.0 / (lev.moving_size - 1.0).clamp_min(1.0)
+    to_grid = (inv[:n, :3] * scale[:, None]).flip(0)
+    grid_off = ((inv[:n, 3] * scale) - 1.0).flip(0)
+    return to_grid, grid_off, 1.0 + 0.5 * scale.flip(0)
+
+
 def _schedule(lr0: float, it: int, n_it: int) -> float:
     return lr0 * (0.001 + 0.999 * 0.5 * (1.0 + math.cos(math.pi * it / max(n_it - 1, 1))))
 
@@ -725,8 +741,6 @@ def _gauss_newton(drv: _Driver, lev: _Level, model: _LinearModel, max_it: int,
     """
     import torch
     n = drv.n
-    inv = lev.moving_inv
-    size = lev.moving_size
     fv = lev.fixed_t.reshape(-1)
     wv = lev.weight.reshape(-1)
     xc = lev.points - model.center
@@ -751,11 +765,7 @@ def _gauss_newton(drv: _Driver, lev: _Level, model: _LinearModel, max_it: int,
 
     import torch.nn.functional as F
 
-    # world -> grid_sample's normalised coordinates (last axis first), in one matrix
-    scale = 2.0 / (size - 1.0).clamp_min(1.0)
-    to_grid = (inv[:n, :3] * scale[:, None]).flip(0)  # (n, 3)
-    grid_off = ((inv[:n, 3] * scale) - 1.0).flip(0)
-    limit = 1.0 + 0.5 * scale.flip(0)  # |g| <= limit: within half a voxel of the grid
+    to_grid, grid_off, limit = _grid_map(lev)
     view = (1, -1, 1, 2) if n == 2 else (1, -1, 1, 1, 3)
 
     def evaluate(th: torch.Tensor, with_gradient: bool

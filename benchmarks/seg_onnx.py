@@ -70,10 +70,11 @@ def main() -> None:
         rows = []
         for mirror in (False, True):
             times: dict[str, list[float]] = {"torch": [], "onnx": []}
+            cpu: dict[str, list[float]] = {"torch": [], "onnx": []}
             outs = {}
             for _ in range(args.repeats):
                 for name, m in (("torch", net), ("onnx", onnx_net)):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     outs[name] = sliding_window_inference(
                         m,
                         vol,
@@ -84,19 +85,32 @@ def main() -> None:
                         mirror_axes=(0, 1, 2) if mirror else None,
                     )
                     times[name].append(time.perf_counter() - t0)
+                    cpu[name].append(time.process_time() - c0)
             diff = float((outs["torch"] - outs["onnx"]).abs().max())
-            rows.append((mirror, min(times["torch"]), min(times["onnx"]), diff))
+            rows.append(
+                (
+                    mirror,
+                    min(times["torch"]),
+                    min(times["onnx"]),
+                    min(cpu["torch"]),
+                    min(cpu["onnx"]),
+                    diff,
+                )
+            )
     print(
         f"network features {list(cfg.features)}, patch {list(patch)} ({source}); input "
         f"{args.shape}; {args.threads} thread(s); fastest of {args.repeats}; ONNX export "
         f"{t_export:.1f} s (torch {torch.__version__}, dynamo exporter, opset 18)\n"
     )
-    print("| mirroring TTA | torch s | ONNX Runtime s | torch / ONNX Runtime | max abs diff |")
+    print(
+        "| mirroring TTA | torch wall / CPU s | ONNX Runtime wall / CPU s | torch / ONNX Runtime "
+        "wall / CPU | max abs diff |"
+    )
     print("|---|---|---|---|---|")
-    for mirror, tt, to, diff in rows:
+    for mirror, tt, to, ct, co, diff in rows:
         print(
-            f"| {'on (8 passes)' if mirror else 'off'} | {tt:.2f} | {to:.2f} | {tt / to:.2f} | "
-            f"{diff:.1e} |"
+            f"| {'on (8 passes)' if mirror else 'off'} | {tt:.2f} / {ct:.2f} | {to:.2f} / "
+            f"{co:.2f} | {tt / to:.2f} / {ct / co:.2f} | {diff:.1e} |"
         )
 
 

@@ -5,12 +5,13 @@
    that ``medlens demo`` writes, ``--plans medlens-demo/plans.json``; without it a
    width-8 3D U-Net with patch 96x96x80, batch 2).
 2. Prediction: peak resident memory (ru_maxrss of a fresh process) and wall time
-   of ``Predictor.predict`` on a 512x512x400 int16 CT phantom with a randomly
+   of ``Predictor.predict`` on 512x512x400 and 512x512x800 int16 CT phantoms with a randomly
    initialised width-8 U-Net planned at 2x2x3 mm (the network size does not
    change the memory bound; the input, the preprocessed copy and one output
    slab do).
 
 Run:  .venv/bin/python benchmarks/seg_train_predict.py [--plans PATH] [--iterations 20]
+      [--skip-train] [--slices 400,800]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ plans = Plans.load(sys.argv[1])
 cfg = plans.configurations["bench"]
 torch.manual_seed(0)
 net = build_network(cfg.network).eval()
-shape = (512, 512, 400)
+shape = (512, 512, int(sys.argv[3]))
 rng = np.random.default_rng(0)
 arr = np.full(shape, -1000, np.int16)
 ii, jj = np.ogrid[:512, :512]
@@ -155,17 +156,22 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument(
+        "--slices", default="400,800", help="comma-separated CT slice counts (512x512xN)"
+    )
     args = ap.parse_args()
     tr = None if args.skip_train else train_throughput(args.plans, args.iterations, args.threads)
+    results = []
     with tempfile.TemporaryDirectory() as d:
         p = _plans(Path(d), (128, 128, 64), (2.0, 2.0, 3.0), ct=True)
-        out = subprocess.run(
-            [sys.executable, "-c", _PREDICT, str(p), str(args.threads)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        pr = json.loads(out.stdout.strip().splitlines()[-1])
+        for n in (int(x) for x in args.slices.split(",")):
+            out = subprocess.run(
+                [sys.executable, "-c", _PREDICT, str(p), str(args.threads), str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            results.append((n, json.loads(out.stdout.strip().splitlines()[-1])))
     print(f"threads {args.threads}, load {os.getloadavg()[0]:.1f}")
     if tr is not None:
         print("| training (patch, features) | iterations | s | it/s | samples/s |")
@@ -175,14 +181,15 @@ def main() -> None:
             f"{tr['it_per_s']:.3f} | {tr['samples_per_s']:.3f} |"
         )
     print(
-        "| predict 512x512x400 int16 CT (2x2x3 mm plan) | s | peak RSS MB "
+        "| predict 512x512xN int16 CT (2x2x3 mm plan), width-8 U-Net, no TTA | s | peak RSS MB "
         "| RSS before predict MB | input MB |"
     )
     print("|---|---|---|---|---|")
-    print(
-        f"| width-8 U-Net, no TTA | {pr['seconds']:.1f} | {pr['peak_rss_mb']:.0f} | "
-        f"{pr['before_predict_rss_mb']:.0f} | {pr['input_mb']:.0f} |"
-    )
+    for n, pr in results:
+        print(
+            f"| 512x512x{n} | {pr['seconds']:.1f} | {pr['peak_rss_mb']:.0f} | "
+            f"{pr['before_predict_rss_mb']:.0f} | {pr['input_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ One process runs both on the same preprocessed volume:
 
 Same tile step (0.5), Gaussian importance map (sigma = patch / 8), and mirroring
 TTA over all three axes on or off. The networks are first checked to give the
-same logits on one tile; the two predictors' logits are then compared (nnU-Net
-accumulates in float16, so they agree to about 1e-2 of the logit range, and the
-argmax labels are compared too).
+same logits on one tile; the two predictors' logits are then compared. nnU-Net
+accumulates tiles in float16 with its Gaussian scaled by 10, so where the
+Gaussian is smallest (the image border) its logits are off by up to ~0.5; the
+table gives the maximum and the 99th percentile of the difference and the share
+of voxels whose argmax agrees.
 
 nnunetv2 is not a medlens dependency. Install it in a separate virtual
 environment beside the same torch (its torchvision does not import with torch
@@ -167,13 +169,14 @@ def main() -> None:
     rows = []
     for mirror in (False, True):
         nn_pred = _nnunet_predictor(theirs, patch, k, mirror)
-        t_nn, t_ml = [], []
+        t_nn, t_ml, c_nn, c_ml = [], [], [], []
         out_nn = out_ml = None
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out_nn = nn_pred.predict_sliding_window_return_logits(vol)
             t_nn.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+            c_nn.append(time.process_time() - c0)
+            t0, c0 = time.perf_counter(), time.process_time()
             out_ml = sliding_window_inference(
                 ours,
                 vol,
@@ -184,25 +187,32 @@ def main() -> None:
                 mirror_axes=(0, 1, 2) if mirror else None,
             )
             t_ml.append(time.perf_counter() - t0)
+            c_ml.append(time.process_time() - c0)
         assert out_nn is not None and out_ml is not None
         o_nn = torch.as_tensor(out_nn).float()
-        diff = float((o_nn - out_ml).abs().max())
+        ad = (o_nn - out_ml).abs()
+        diff = float(ad.max())
+        p99 = float(torch.quantile(ad.flatten()[:: max(1, ad.numel() // 2_000_000)], 0.99))
         scale = float(out_ml.abs().max())
         agree = float((o_nn.argmax(0) == out_ml.argmax(0)).float().mean())
-        rows.append((mirror, min(t_ml), min(t_nn), diff, scale, agree))
+        rows.append(
+            (mirror, min(t_ml), min(t_nn), min(c_ml), min(c_nn), diff, p99, scale, agree)
+        )
     print(
         f"\ninput {args.shape} (preprocessed grid), tile step 0.5, Gaussian, "
         f"{args.threads} thread(s), fastest of {args.repeats}\n"
     )
     print(
-        "| mirroring TTA | medlens s | nnU-Net s | nnU-Net / medlens | max abs logit diff "
-        "(logit range) | argmax agreement |"
+        "| mirroring TTA | medlens wall / CPU s | nnU-Net wall / CPU s | nnU-Net / medlens wall "
+        "/ CPU | |logit diff| max / 99th "
+        "percentile (max |logit|) | argmax agreement |"
     )
     print("|---|---|---|---|---|---|")
-    for mirror, tm, tn, diff, scale, agree in rows:
+    for mirror, tm, tn, cm, cn, diff, p99, scale, agree in rows:
         print(
-            f"| {'on (8 passes)' if mirror else 'off'} | {tm:.2f} | {tn:.2f} | {tn / tm:.2f} | "
-            f"{diff:.2e} ({scale:.1f}) | {agree:.5f} |"
+            f"| {'on (8 passes)' if mirror else 'off'} | {tm:.2f} / {cm:.2f} | {tn:.2f} / "
+            f"{cn:.2f} | {tn / tm:.2f} / {cn / cm:.2f} | "
+            f"{diff:.2e} / {p99:.2e} ({scale:.1f}) | {agree:.5f} |"
         )
 
 

@@ -80,3 +80,64 @@ def test_preprocess_dataset_writes_memmappable_cache(tiny_dataset, tmp_path):
     mtime = (folder / "case00.npy").stat().st_mtime_ns
     preprocess_dataset(ds, plans, tmp_path / "pre", workers=1, progress=False)
     assert (folder / "case00.npy").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("interpolation", ["bspline", "linear", "nearest", "label"])
+# last-axis spacings chosen so that no sample falls exactly half-way between two input
+# slices (where nearest neighbour is a tie that float rounding may break either way)
+@pytest.mark.parametrize("spacing", [(1.5, 0.8, 2.3), (0.7, 1.0, 0.65)])
+def test_resample_in_slabs_equals_one_pass(interpolation, spacing):
+    from medlens.image import Image, resample
+    from medlens.segmentation._preprocess import resample_in_slabs
+
+    rng = np.random.default_rng(1)
+    shape = (9, 7, 80)
+    if interpolation == "label":
+        arr = rng.integers(0, 3, shape).astype(np.uint8)
+        img = Image(arr, np.diag([1.0, 1.2, 0.9, 1.0]))
+    else:
+        arr = rng.standard_normal((2, *shape)).astype(np.float32)
+        img = Image(arr, np.diag([-1.0, 1.2, 0.9, 1.0]), channels=True)
+    one = resample(img, spacing=spacing, interpolation=interpolation)
+    slabs = resample_in_slabs(img, spacing, interpolation, max_voxels=9 * 7 * 10)
+    np.testing.assert_allclose(slabs.affine, one.affine, atol=1e-12)
+    assert slabs.array.shape == one.array.shape and slabs.array.dtype == one.array.dtype
+    if interpolation in ("nearest", "label"):
+        np.testing.assert_array_equal(slabs.array, one.array)
+    elif interpolation == "linear":  # the same two samples, float32 rounding of weights
+        np.testing.assert_allclose(slabs.array, one.array, rtol=0, atol=1e-6)
+    else:  # the spline prefilter sees 16 extra slices each side: 0.268**16 ~ 7e-10
+        np.testing.assert_allclose(slabs.array, one.array, rtol=0, atol=1e-5)
+
+
+def test_resample_to_spacing_in_slabs_anisotropic():
+    from medlens.image import Image
+    from medlens.segmentation._preprocess import resample_to_spacing
+
+    rng = np.random.default_rng(2)
+    img = Image(rng.standard_normal((12, 12, 70)).astype(np.float32), np.diag([0.8, 0.8, 4.0, 1]))
+    one = resample_to_spacing(img, (1.0, 1.0, 3.0), is_label=False)
+    slabs = resample_to_spacing(img, (1.0, 1.0, 3.0), is_label=False, max_voxels=12 * 12 * 9)
+    np.testing.assert_allclose(slabs.affine, one.affine, atol=1e-12)
+    np.testing.assert_allclose(slabs.array, one.array, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("slab", [1, 7, 10**9])
+def test_nonzero_bbox_in_slabs_matches_nonzero(monkeypatch, slab):
+    import medlens.segmentation._fingerprint as fpm
+
+    monkeypatch.setattr(fpm, "_BBOX_SLAB_VOXELS", slab)
+    rng = np.random.default_rng(slab)
+    for _ in range(50):
+        shape = tuple(int(s) for s in rng.integers(1, 9, 3))
+        a = np.zeros((2, *shape))
+        for _ in range(int(rng.integers(0, 4))):
+            a[(int(rng.integers(2)), *(int(rng.integers(s)) for s in shape))] = 1.0
+        idx = np.nonzero(a.any(0))
+        expected = (
+            ((0, 0, 0), shape)
+            if idx[0].size == 0
+            else (tuple(int(i.min()) for i in idx), tuple(int(i.max()) + 1 for i in idx))
+        )
+        assert fpm.nonzero_bbox(a) == expected
+        assert fpm.nonzero_bbox(a.any(0), channels=False) == expected

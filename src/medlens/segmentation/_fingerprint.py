@@ -164,6 +164,9 @@ class DatasetFingerprint:
         )
 
 
+_BBOX_SLAB_VOXELS = 2**22
+
+
 def nonzero_bbox(
     array: np.ndarray, *, channels: bool = True
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -179,11 +182,27 @@ def nonzero_bbox(
     >>> nonzero_bbox(a)
     ((1, 2), (3, 5))
     """
-    mask = np.any(array != 0, axis=0) if channels else array != 0
-    idx = np.nonzero(mask)
-    if idx[0].size == 0:
-        return (0,) * mask.ndim, tuple(mask.shape)
-    return tuple(int(i.min()) for i in idx), tuple(int(i.max()) + 1 for i in idx)
+    shape = tuple(array.shape[1:]) if channels else tuple(array.shape)
+    nd = len(shape)
+    # per-axis projections of the mask, slab by slab along the last axis: memory is
+    # one slab's mask, not np.nonzero's three int64 index arrays (24 bytes a voxel)
+    proj = [np.zeros(n, dtype=bool) for n in shape]
+    per_slice = max(1, int(np.prod(shape[:-1])))
+    step = max(1, _BBOX_SLAB_VOXELS // per_slice)
+    for z0 in range(0, shape[-1], step):
+        sub = array[..., z0 : z0 + step]
+        m = np.any(sub != 0, axis=0) if channels else sub != 0
+        for ax in range(nd):
+            red = m.any(axis=tuple(a for a in range(nd) if a != ax))
+            if ax == nd - 1:
+                proj[ax][z0 : z0 + step] = red
+            else:
+                proj[ax] |= red
+    if not proj[0].any():
+        return (0,) * nd, shape
+    start = tuple(int(np.argmax(p)) for p in proj)
+    stop = tuple(int(len(p) - np.argmax(p[::-1])) for p in proj)
+    return start, stop
 
 
 def to_ras(image: Image) -> Image:

@@ -80,6 +80,12 @@ def export_network_onnx(
     net.eval()
     x = torch.zeros((2, in_channels, *patch_size), dtype=torch.float32)
     batch = torch.export.Dim("batch", min=1, max=1024)
+    import logging
+
+    # the exporter logs a warning per torchvision operator it cannot register
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
     try:
         with atomic_path(out) as tmp, warnings.catch_warnings():
             # the exporter's own deprecation notices are not the user's concern
@@ -99,6 +105,7 @@ def export_network_onnx(
             )
     finally:
         net.train(was_training)
+        onnx_log.setLevel(level)
     return out
 
 

@@ -193,3 +193,65 @@ def test_input_errors(sim8: SimulatedKspace) -> None:
 def test_rss_of_fft_roundtrip() -> None:
     x = np.random.default_rng(0).normal(size=(3, 8, 8))
     np.testing.assert_allclose(rss(ifft2c(fft2c(x))), rss(x), rtol=1e-12)
+
+
+def _sense_loop_before_merge(y, maps, mask, lamda, max_iter, tol, discrepancy, x0):  # type: ignore[no-untyped-def]
+    """The CG-SENSE loop as it was before it was merged into ``conjugate_gradient`` (frozen)."""
+    import math
+
+    from medlens.reconstruction._algorithms import _lipschitz, calibration_noise_level
+
+    a = sense_operator(maps, mask)
+    lam = lamda * _lipschitz(maps)
+    stop = 0.0
+    if discrepancy is not None:
+        n_sampled = int(np.count_nonzero(np.broadcast_to(mask, y.shape)))
+        stop = discrepancy * math.sqrt(2.0 * n_sampled) * calibration_noise_level(y, mask)
+    x = np.zeros(y.shape[1:], dtype=y.dtype) if x0 is None else x0.astype(y.dtype, copy=True)
+    r_data = y - a(x) if x0 is not None else y.copy()
+    r = a.H(r_data) - lam * x
+    p = r.copy()
+    rr = float(np.vdot(r, r).real)
+    bnorm = math.sqrt(rr) or 1.0
+    for _ in range(max_iter):
+        if math.sqrt(rr) <= tol * bnorm:
+            break
+        if stop and float(np.linalg.norm(r_data)) <= stop:
+            break
+        ap_data = a(p)
+        ap = a.H(ap_data) + lam * p
+        denom = float(np.vdot(p, ap).real)
+        if denom <= 0:
+            break
+        alpha = rr / denom
+        x += alpha * p
+        r_data -= alpha * ap_data
+        r -= alpha * ap
+        rr_new = float(np.vdot(r, r).real)
+        p *= rr_new / rr
+        p += r
+        rr = rr_new
+    return x
+
+
+@pytest.mark.parametrize(
+    ("lamda", "max_iter", "discrepancy", "warm"),
+    [(0.0, 30, None, False), (1e-2, 30, None, False), (0.0, 200, None, False),
+     (0.0, 30, 1.0, False), (0.0, 30, 3.0, False), (1e-3, 15, None, True),
+     (0.0, 30, 1.0, True)],
+)  # fmt: skip
+def test_sense_on_shared_cg_matches_the_former_loop(
+    sim8: SimulatedKspace, lamda: float, max_iter: int, discrepancy: float | None, warm: bool
+) -> None:
+    # CG-SENSE now runs on conjugate_gradient (with a stop hook for the discrepancy
+    # principle); the result must be that of its former hand-written loop
+    y = sim8.masked_kspace[0]
+    maps = sim8.maps.astype(y.dtype)
+    x0 = zero_filled(y).astype(y.dtype) * 0.5 if warm else None
+    old = _sense_loop_before_merge(y, maps, sim8.mask, lamda, max_iter, 1e-6, discrepancy, x0)
+    new = sense_reconstruction(y, maps, mask=sim8.mask, lamda=lamda, max_iter=max_iter,
+                               discrepancy=discrepancy, x0=x0)  # fmt: skip
+    if x0 is None and discrepancy is None:
+        np.testing.assert_array_equal(new, old)  # the same arithmetic, bit for bit
+    else:
+        np.testing.assert_allclose(new, old, rtol=1e-5, atol=1e-6 * float(np.abs(old).max()))

@@ -14,11 +14,21 @@ torch = pytest.importorskip("torch")
 
 from medlens.cli import main  # noqa: E402
 from medlens.io import write_fastmri  # noqa: E402
-from medlens.reconstruction import fft2c, ifft2c, simulate_kspace  # noqa: E402
+from medlens.reconstruction import (  # noqa: E402
+    fft2c,
+    ifft2c,
+    sense_reconstruction,
+    simulate_kspace,
+    zero_filled,
+)
 from medlens.reconstruction._fft_torch import fft2c_torch, ifft2c_torch  # noqa: E402
 from medlens.reconstruction.varnet import (  # noqa: E402
+    VarNet,
     VarNetConfig,
     _acs_mask,
+    _draw_mask,
+    _Sample,
+    _tensors,
     build_model,
     load_model,
     parameter_count,
@@ -61,6 +71,132 @@ def test_forward_shapes_and_gradients(kind: str) -> None:
     assert parameter_count(model) > 0
 
 
+def _problem(make_phantom, n: int = 32, accel: int = 3, seed: int = 1):  # type: ignore[no-untyped-def]
+    sim = simulate_kspace(make_phantom(n), coils=4, acceleration=accel, acs=8, noise=0.002,
+                          seed=seed)  # fmt: skip
+    k = torch.from_numpy(sim.masked_kspace)  # (1, C, H, W)
+    m = torch.from_numpy(sim.mask.astype(np.float32))[None, None, None, :]
+    return sim, k, m
+
+
+def test_untrained_varnet_is_zero_filling(make_phantom) -> None:
+    # the regulariser's last convolution starts at zero: cascades of pure data consistency on
+    # zero-filled data leave it unchanged, so the output is the zero-filled RSS image
+    sim, k, m = _problem(make_phantom)
+    model = VarNet(VarNetConfig(num_cascades=3, chans=4, pools=2, sens_chans=2, sens_pools=2,
+                                init_cg_iters=0))  # fmt: skip
+    with torch.no_grad():
+        out = model(k, m)[0].numpy()
+    np.testing.assert_allclose(out, zero_filled(sim.masked_kspace[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_untrained_varnet_with_sense_start_is_cg_sense(make_phantom) -> None:
+    # init_cg_iters = n: the cascades start from F S x_n, x_n after n CG-SENSE iterations with
+    # the estimated maps; untrained, the cascades only put the measured columns back (eta = 1)
+    sim, k, m = _problem(make_phantom)
+    model = VarNet(VarNetConfig(num_cascades=2, chans=4, pools=2, sens_chans=2, sens_pools=2,
+                                init_cg_iters=6))  # fmt: skip
+    with torch.no_grad():
+        maps = model.sens(k, m)[0].numpy().astype(np.complex128)
+        out = model(k, m)[0].numpy()
+    y = sim.masked_kspace[0].astype(np.complex128)
+    x = sense_reconstruction(y, maps, mask=sim.mask, max_iter=6, tol=0.0)
+    coil_k = fft2c(maps * x)
+    coil_k[..., sim.mask] = y[..., sim.mask]
+    expect = np.sqrt(np.sum(np.abs(ifft2c(coil_k)) ** 2, axis=0))
+    np.testing.assert_allclose(out, expect, rtol=1e-3, atol=1e-4 * float(expect.max()))
+    zf = zero_filled(sim.masked_kspace[0])
+    assert np.linalg.norm(out - sim.target[0]) < 0.7 * np.linalg.norm(zf - sim.target[0])
+
+
+def test_untrained_sensitivity_maps_are_acs_images_over_rss(make_phantom) -> None:
+    sim, k, m = _problem(make_phantom)
+    model = VarNet(TINY)
+    with torch.no_grad():
+        maps = model.sens(k, m)[0].numpy()
+    acs = sim.masked_kspace[0] * _acs_mask(m)[0].numpy()
+    imgs = ifft2c(acs)
+    norm = np.sqrt(np.sum(abs(imgs) ** 2, axis=0))
+    inside = norm > 0.05 * norm.max()  # float32 division by a tiny RSS is noisy outside
+    np.testing.assert_allclose(maps[:, inside], (imgs / norm)[:, inside], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.sum(abs(maps) ** 2, axis=0), 1.0, atol=1e-4)
+
+
+def test_soft_data_consistency_restores_sampled_values(make_phantom) -> None:
+    # eta = 1 and a zero regulariser: k - M (k - y) equals y on the sampled columns and k off them
+    _, y, m = _problem(make_phantom)
+    model = VarNet(TINY)
+    cascade = model.cascades[0]
+    with torch.no_grad():
+        maps = model.sens(y, m)
+        k = torch.randn_like(y)
+        out = cascade(k, y, m, maps)
+    sampled = m[0, 0, 0] > 0
+    np.testing.assert_allclose(out[..., sampled].numpy(), y[..., sampled].numpy(), atol=1e-6)
+    np.testing.assert_allclose(out[..., ~sampled].numpy(), k[..., ~sampled].numpy(), atol=1e-6)
+
+
+def test_varnet_overfits_one_slice_well_above_zero_filling(make_phantom) -> None:
+    # 120 Adam steps on one 32 x 32 slice: the network must learn far more than zero filling
+    torch.manual_seed(0)
+    sim, k, m = _problem(make_phantom, accel=4)
+    target = torch.from_numpy(sim.target)
+    sc = float(np.percentile(zero_filled(sim.masked_kspace[0]), 99.5))
+    model = VarNet(TINY)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster, and much faster under load
+    try:
+        for _ in range(120):
+            loss = torch.nn.functional.l1_loss(model(k / sc, m), target / sc)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        out = model(k / sc, m)[0].numpy() * sc
+    ref = sim.target[0]
+
+    def psnr(x: np.ndarray) -> float:
+        return float(10 * np.log10(ref.max() ** 2 / np.mean((ref - x) ** 2)))
+
+    zf = psnr(zero_filled(sim.masked_kspace[0]))
+    assert psnr(out) > zf + 8.0, (psnr(out), zf)
+
+
+def test_row_crop_keeps_the_aliasing_of_the_whole_slice(make_phantom) -> None:
+    sim = simulate_kspace(make_phantom(32), coils=4, acceleration=1, acs=8, noise=0.002, seed=2)
+    sample = _Sample(sim.kspace[0], None, sim.target[0])
+    mask = _draw_mask(32, [4], 8, np.random.default_rng(0))
+    full_k, _, full_t = _tensors(sample, mask)
+    rng = np.random.default_rng(5)
+    r0 = int(np.random.default_rng(5).integers(32 - 12 + 1))
+    crop_k, crop_m, crop_t = _tensors(sample, mask, crop_rows=12, rng=rng)
+    assert crop_k.shape == (1, 4, 12, 32) and crop_t.shape == (1, 12, 32)
+    # the zero-filled image of the band is the band of the zero-filled image
+    band = ifft2c(full_k[0].numpy())[:, r0 : r0 + 12]
+    np.testing.assert_allclose(ifft2c(crop_k[0].numpy()), band, atol=1e-5)
+    np.testing.assert_allclose(crop_t[0].numpy(), full_t[0, r0 : r0 + 12].numpy(), rtol=1e-6)
+    # only the sampled columns are non-zero in the band's k-space
+    assert np.array_equal(np.flatnonzero(np.abs(crop_k[0].numpy()).sum(axis=(0, 1)) > 0),
+                          np.flatnonzero(mask))  # fmt: skip
+    assert crop_m[0, 0, 0].numpy().astype(bool).tolist() == mask.tolist()
+
+
+@pytest.mark.parametrize("accelerations", [[4], [4, 8]])
+def test_drawn_masks_are_equispaced_with_acs(accelerations: list[int]) -> None:
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        mask = _draw_mask(128, accelerations, 24, rng)
+        assert mask[52:76].all()  # the 24 centre lines
+        spacing = set(np.diff(np.flatnonzero(mask[:52])).tolist())
+        assert len(spacing) == 1
+        seen |= spacing
+    assert seen == set(accelerations)
+
+
 def test_default_size_is_cpu_trainable() -> None:
     # 4 cascades / 8 channels: about half a million parameters
     assert 2e5 < parameter_count(build_model(VarNetConfig())) < 3e6
@@ -80,9 +216,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, make_phantom) -> Path:
 def test_train_resume_and_reconstruct(data_dir: Path, tmp_path: Path) -> None:
     files = sorted(data_dir.glob("train_*.h5"))
     val = [data_dir / "val_c.h5"]
-    res = train(files, val, tmp_path, config=TINY, time_budget_s=600, max_steps=4)
+    res = train(files, val, tmp_path, config=TINY, time_budget_s=600, max_steps=4,
+                num_threads=1)
     assert res.steps == 4 and res.checkpoint.exists() and np.isfinite(res.val_psnr)
-    res2 = train(files, val, tmp_path, resume=True, time_budget_s=600, max_steps=7)
+    res2 = train(files, val, tmp_path, resume=True, time_budget_s=600, max_steps=7,
+                 num_threads=1)
     assert res2.steps == 7 and res2.elapsed_s >= res.elapsed_s
     with open(res2.log) as f:
         rows = list(csv.DictReader(f))
@@ -100,7 +238,8 @@ def test_train_resume_and_reconstruct(data_dir: Path, tmp_path: Path) -> None:
 def test_cli_train_and_run(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     rc = main(["recon", "train", "--data", str(data_dir), "--out", str(out), "--cascades", "1",
-               "--chans", "4", "--max-steps", "3", "--time-budget", "5m"])  # fmt: skip
+               "--chans", "4", "--max-steps", "3", "--time-budget", "5m",
+               "--threads", "1"])  # fmt: skip
     assert rc == 0 and (out / "checkpoint.pt").exists() and (out / "log.csv").exists()
     dst = tmp_path / "rec.h5"
     rc = main(["recon", "run", str(data_dir / "val_c.h5"), str(dst), "--method", "varnet",

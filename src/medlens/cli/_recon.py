@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,9 +169,63 @@ def _method_options(method: str, lamda: float | None, iters: int | None) -> dict
     return opts
 
 
+@dataclass(frozen=True)
+class _Stack:
+    """Slices to reconstruct, however the input file stored them."""
+
+    kspace: np.ndarray  # (N, C, H, W) zero-filled
+    mask: np.ndarray | None  # shared (W,) or (H, W) mask, None: inferred per slice
+    true_maps: np.ndarray | None  # (C, H, W)
+    recon_size: tuple[int, int] | None
+    grid: tuple[int, ...]  # leading shape the N slices unfold to: (S,) or (t, kz)
+
+
+def _read_fastmri_stack(input: Path, maps: str) -> tuple[_Stack, Any]:
+    from medlens.io import read_fastmri
+
+    vol = read_fastmri(input)
+    true_maps = None
+    if maps == "true":
+        if vol.maps is None:
+            raise MedlensError(f"{input}: has no sensitivity_maps; use --maps espirit")
+        true_maps = vol.maps
+    size = None if vol.recon_size is None else (vol.recon_size[0], vol.recon_size[1])
+    k = vol.masked_kspace
+    return _Stack(k, vol.mask, true_maps, size, (k.shape[0],)), vol
+
+
+def _read_cmrxrecon_stack(
+    input: Path, maps: str, key: str | None, mask_file: Path | None, slices: str, frames: str
+) -> _Stack:
+    from medlens.io import read_cmrxrecon, read_cmrxrecon_mask
+
+    if maps == "true":
+        raise MedlensError(f"{input}: CMRxRecon files carry no coil maps; use --maps espirit")
+    data = read_cmrxrecon(input, key=key)
+    k = data.kspace  # (t, kz, kc, kx, ky): ky (undersampled) last
+    ts = parse_slices(frames, k.shape[0])
+    zs = parse_slices(slices, k.shape[1])
+    sel = k[np.ix_(ts, zs)]
+    mask = None
+    if mask_file is not None:
+        m2 = read_cmrxrecon_mask(mask_file, data.acceleration)
+        if m2.shape != k.shape[-2:]:
+            raise MedlensError(
+                f"{mask_file}: mask shape {m2.shape} does not match k-space (kx, ky) "
+                f"{k.shape[-2:]}"
+            )
+        cols = np.asarray(m2.any(axis=0))
+        mask = cols if np.array_equal(m2, np.broadcast_to(cols, m2.shape)) else m2
+        sel = sel * mask
+    stack = sel.reshape((-1, *sel.shape[2:]))
+    return _Stack(stack, mask, None, None, (len(ts), len(zs)))
+
+
 @app.command("run")
 def run(
-    input: Path = typer.Argument(..., help="fastMRI-layout .h5 file (e.g. from recon simulate)."),
+    input: Path = typer.Argument(
+        ..., help="fastMRI-layout .h5 (e.g. from recon simulate) or CMRxRecon 2023 .mat file."
+    ),
     output: Path = typer.Argument(..., help="Output .h5 (fastMRI 'reconstruction') or .nii.gz."),
     method: str = typer.Option(
         "cs-wavelet", "--method", help="zf | grappa | sense | cs-wavelet | tv | varnet."
@@ -186,13 +241,30 @@ def run(
     ),
     iters: int | None = typer.Option(None, "--iters", min=1, help="Iteration budget."),
     crop: bool = typer.Option(
-        True, "--crop/--no-crop", help="Centre-crop to the header's recon matrix."
+        True, "--crop/--no-crop", help="Centre-crop to the header's recon matrix (fastMRI)."
+    ),
+    key: str | None = typer.Option(
+        None, "--key", help="CMRxRecon .mat: variable (default: the first kspace_* one)."
+    ),
+    mask_file: Path | None = typer.Option(
+        None, "--mask", help="CMRxRecon .mat: *_mask.mat file (default: the sampled lines "
+        "are read from the zero-filled data)."
+    ),
+    slices: str = typer.Option(
+        "all", "--slices", help="CMRxRecon .mat: slices kz (center, all, 3 or a:b[:step])."
+    ),
+    frames: str = typer.Option(
+        "all", "--frames", help="CMRxRecon .mat: frames t (cine) or weightings (mapping)."
     ),
 ) -> None:
-    """Reconstruct every slice of a k-space file, with progress and timing."""
+    """Reconstruct every selected slice of a k-space file, with progress and timing.
+
+    fastMRI files give ``(slices, H, W)`` outputs; CMRxRecon ``.mat`` files
+    ``(frames, slices, kx, ky)`` in the h5 output (NIfTI: ``(kx, ky, slices,
+    frames)`` on a 1 mm grid, the files carrying no geometry).
+    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from medlens.io import read_fastmri
     from medlens.reconstruction import CLASSICAL_METHODS, MAP_ESTIMATORS, reconstruct_slice
 
     methods = (*CLASSICAL_METHODS, "varnet")
@@ -205,13 +277,15 @@ def run(
     )
     if suffix not in (".h5", ".nii", ".nii.gz"):
         raise MedlensError(f"{output}: output must end in .h5, .nii or .nii.gz")
-    vol = read_fastmri(input)
-    n_slices = vol.kspace.shape[0]
-    true_maps = None
-    if maps == "true":
-        if vol.maps is None:
-            raise MedlensError(f"{input}: has no sensitivity_maps; use --maps espirit")
-        true_maps = vol.maps
+    is_mat = input.suffix.lower() == ".mat"
+    if not is_mat and (key is not None or mask_file is not None
+                       or slices != "all" or frames != "all"):  # fmt: skip
+        raise MedlensError("--key, --mask, --slices and --frames apply to CMRxRecon .mat input")
+    vol = None
+    if is_mat:
+        stack = _read_cmrxrecon_stack(input, maps, key, mask_file, slices, frames)
+    else:
+        stack, vol = _read_fastmri_stack(input, maps)
     net = None
     if method == "varnet":
         if model is None:
@@ -222,7 +296,8 @@ def run(
 
         net = load_model(model)
     opts = _method_options(method, lamda, iters) if method != "varnet" else {}
-    out = np.zeros(vol.kspace.shape[:1] + vol.kspace.shape[-2:], dtype=np.float32)
+    n_slices = stack.kspace.shape[0]
+    out = np.zeros((n_slices, *stack.kspace.shape[-2:]), dtype=np.float32)
     t0 = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(),
@@ -231,7 +306,7 @@ def run(
     ) as progress:  # fmt: skip
         task = progress.add_task(f"{method} {input.name}", total=n_slices, status="")
         for s in range(n_slices):
-            k = vol.masked_kspace[s]
+            k = stack.kspace[s]
 
             def cb(info: Any, s: int = s) -> None:
                 progress.update(
@@ -240,25 +315,51 @@ def run(
 
             try:
                 if net is not None:
-                    out[s] = net.reconstruct(k, mask=vol.mask)
+                    out[s] = net.reconstruct(k, mask=stack.mask)
                 else:
                     out[s] = reconstruct_slice(
-                        k, method=method, mask=vol.mask,
-                        maps=true_maps if true_maps is not None else maps,
+                        k, method=method, mask=stack.mask,
+                        maps=stack.true_maps if stack.true_maps is not None else maps,
                         options=opts, callback=cb,
                     )  # fmt: skip
             except ValueError as e:
                 raise MedlensError(f"{input}: slice {s}: {e}") from None
             progress.update(task, advance=1, status=f"slice {s + 1} done")
     elapsed = time.perf_counter() - t0
-    if crop and vol.recon_size is not None:
-        out = _crop(out, (vol.recon_size[0], vol.recon_size[1]))
-    _write_output(output, suffix, out, vol)
+    if crop and stack.recon_size is not None:
+        out = _crop(out, stack.recon_size)
+    if vol is not None:
+        _write_output(output, suffix, out, vol)
+    else:
+        _write_cmrxrecon_output(output, suffix, out.reshape((*stack.grid, *out.shape[-2:])), input)
     console.print(
-        f"{method} ({maps} maps) on {n_slices} slice(s) of {vol.kspace.shape[-2]}x"
-        f"{vol.kspace.shape[-1]} x {vol.kspace.shape[1]} coils in {elapsed:.2f} s "
+        f"{method} ({maps} maps) on {n_slices} slice(s) of {stack.kspace.shape[-2]}x"
+        f"{stack.kspace.shape[-1]} x {stack.kspace.shape[1]} coils in {elapsed:.2f} s "
         f"({elapsed / max(n_slices, 1):.2f} s/slice) -> {output}"
     )
+
+
+def _write_cmrxrecon_output(output: Path, suffix: str, out: np.ndarray, source: Path) -> None:
+    """``(t, kz, kx, ky)`` magnitudes to h5 (as they are) or NIfTI ``(kx, ky, kz, t)``, 1 mm."""
+    if suffix == ".h5":
+        import h5py
+
+        from medlens._atomic import atomic_path
+
+        with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("reconstruction", data=out)
+            f.attrs["source"] = str(source)
+            f.attrs["axes"] = "t, kz, kx, ky"
+        return
+    from medlens.image import Image
+    from medlens.io import write_image
+
+    arr = np.transpose(out, (2, 3, 1, 0))  # (kx, ky, kz, t)
+    if arr.shape[3] == 1:
+        arr = arr[..., 0]
+        write_image(Image(arr, np.eye(4)), output)
+    else:
+        write_image(Image(np.moveaxis(arr, 3, 0), np.eye(4), channels=True), output)
 
 
 @app.command("train")
@@ -271,9 +372,29 @@ def train_command(
     model: str = typer.Option("varnet", "--model", help="varnet | unet (magnitude baseline)."),
     cascades: int = typer.Option(4, "--cascades", min=1, help="VarNet cascades."),
     chans: int = typer.Option(8, "--chans", min=1, help="U-Net channels."),
+    init_cg_iters: int = typer.Option(
+        10, "--init-cg-iters", min=0,
+        help="VarNet start: CG-SENSE iterations with the estimated maps (0: zero-filled "
+        "k-space, as E2E-VarNet).",
+    ),
     time_budget: str = typer.Option("30m", "--time-budget", help="Wall-clock budget, e.g. 30m."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop after N steps."),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    lr: float = typer.Option(
+        1e-3, "--lr", help="Initial Adam learning rate (cosine decay over the budget)."
+    ),
+    accelerations: str = typer.Option(
+        "4,8", "--accelerations",
+        help="Accelerations of the equispaced masks drawn for fully sampled training files.",
+    ),
+    acs: int = typer.Option(24, "--acs", min=1, help="Centre lines of the drawn masks."),
+    crop_rows: int | None = typer.Option(
+        None, "--crop-rows", min=8,
+        help="Train on random bands of this many read-out rows (cheaper steps; whole slices "
+        "if not given).",
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="torch threads (torch's default if not given)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation and sampling."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
 ) -> None:
@@ -295,9 +416,19 @@ def train_command(
         )
     if model not in ("varnet", "unet"):
         raise MedlensError(f"unknown --model {model!r}; use varnet or unet")
+    try:
+        accel_list = [int(a) for a in accelerations.split(",") if a.strip()]
+    except ValueError:
+        raise MedlensError(
+            f"cannot read --accelerations {accelerations!r}; give integers like 4,8"
+        ) from None
+    if not accel_list or min(accel_list) < 1:
+        raise MedlensError(f"--accelerations {accelerations!r}: give positive integers like 4,8")
     from medlens.reconstruction.varnet import VarNetConfig, train
 
-    config = VarNetConfig(kind=model, num_cascades=cascades, chans=chans)
+    config = VarNetConfig(
+        kind=model, num_cascades=cascades, chans=chans, init_cg_iters=init_cg_iters
+    )
     with Progress(
         TextColumn("[bold]train {task.fields[kind]}"), BarColumn(), TimeElapsedColumn(),
         TextColumn("step {task.fields[step]} loss {task.fields[loss]} val {task.fields[val]}"),
@@ -315,7 +446,9 @@ def train_command(
         try:
             result = train(
                 train_files, val_files, out, config=config, time_budget_s=budget,
-                max_steps=max_steps, lr=lr, seed=seed, resume=resume, progress=cb,
+                max_steps=max_steps, lr=lr, accelerations=accel_list, acs=acs,
+                crop_rows=crop_rows, num_threads=threads, seed=seed, resume=resume,
+                progress=cb,
             )  # fmt: skip
         except (ValueError, FileNotFoundError) as e:
             raise MedlensError(str(e)) from None

@@ -141,6 +141,7 @@ def conjugate_gradient(
     max_iter: int = 30,
     tol: float = 1e-6,
     callback: Callback | None = None,
+    stop: Callable[[np.ndarray], bool] | None = None,
 ) -> np.ndarray:
     """Conjugate gradients for a Hermitian positive semi-definite ``normal x = b``.
 
@@ -158,6 +159,10 @@ def conjugate_gradient(
         Stop when ``||r|| <= tol * ||b||``.
     callback : callable, optional
         Called with an :class:`IterationInfo` after each iteration.
+    stop : callable, optional
+        ``stop(x)`` is asked before each iteration (after the tolerance
+        test) with the current iterate; True ends the run (e.g. a
+        discrepancy principle, as :func:`sense_reconstruction` uses).
 
     Returns
     -------
@@ -178,6 +183,8 @@ def conjugate_gradient(
     bnorm = math.sqrt(float(np.vdot(b, b).real)) or 1.0
     for it in range(max_iter):
         if math.sqrt(rr) <= tol * bnorm:
+            break
+        if stop is not None and stop(x):
             break
         ap = normal(p)
         denom = float(np.vdot(p, ap).real)
@@ -334,37 +341,26 @@ def sense_reconstruction(
     s = np.asarray(maps).astype(y.dtype, copy=False)
     a = sense_operator(s, m)
     lam = lamda * _lipschitz(s)
-    stop = 0.0
+    threshold = 0.0
     if discrepancy is not None:
         n_sampled = int(np.count_nonzero(np.broadcast_to(m, y.shape)))
-        stop = discrepancy * math.sqrt(2.0 * n_sampled) * calibration_noise_level(y, m)
-    x = np.zeros(y.shape[1:], dtype=y.dtype) if x0 is None else x0.astype(y.dtype, copy=True)
-    r_data = y - a(x) if x0 is not None else y.copy()  # data residual y - A x
-    r = a.H(r_data) - lam * x  # normal-equation residual
-    p = r.copy()
-    rr = float(np.vdot(r, r).real)
-    bnorm = math.sqrt(rr) or 1.0
-    for it in range(max_iter):
-        if math.sqrt(rr) <= tol * bnorm:
-            break
-        if stop and float(np.linalg.norm(r_data)) <= stop:
-            break
-        ap_data = a(p)
-        ap = a.H(ap_data) + lam * p
-        denom = float(np.vdot(p, ap).real)
-        if denom <= 0:
-            break
-        alpha = rr / denom
-        x += alpha * p
-        r_data -= alpha * ap_data
-        r -= alpha * ap
-        rr_new = float(np.vdot(r, r).real)
-        p *= rr_new / rr
-        p += r
-        rr = rr_new
-        if callback is not None:
-            callback(IterationInfo(it + 1, max_iter, math.sqrt(rr) / bnorm))
-    return x
+        threshold = discrepancy * math.sqrt(2.0 * n_sampled) * calibration_noise_level(y, m)
+    # CG on the correction d of x = x0 + d: the right-hand side is the initial residual
+    x_init = None if x0 is None else x0.astype(y.dtype, copy=True)
+    r_data = y if x_init is None else y - a(x_init)  # data residual of the start
+
+    def normal(v: np.ndarray) -> np.ndarray:
+        return a.H(a(v)) + lam * v
+
+    def discrepancy_reached(d: np.ndarray) -> bool:
+        return float(np.linalg.norm(r_data - a(d))) <= threshold
+
+    rhs = a.H(r_data) if x_init is None else a.H(r_data) - lam * x_init
+    d = conjugate_gradient(
+        normal, rhs, max_iter=max_iter, tol=tol, callback=callback,
+        stop=discrepancy_reached if threshold else None,
+    )  # fmt: skip
+    return d if x_init is None else x_init + d
 
 
 def mad_noise_level(image: npt.ArrayLike) -> float:
@@ -490,13 +486,15 @@ def l1_wavelet_reconstruction(
     *,
     mask: npt.ArrayLike | None = None,
     lamda: float | None = None,
-    noise_factor: float = 0.05,
+    noise_factor: float = 0.075,
     lamda_factor: float = 0.01,
     wavelet: str = "db4",
     level: int | None = None,
     max_iter: int = 100,
     tol: float = 1e-5,
     warm_start: int = 5,
+    cycle_spinning: bool = True,
+    seed: int = 0,
     callback: Callback | None = None,
 ) -> np.ndarray:
     """L1-wavelet compressed sensing: ``min 0.5 ||M F S x - y||^2 + lamda ||W x||_1``.
@@ -531,6 +529,13 @@ def l1_wavelet_reconstruction(
         Relative-change tolerance.
     warm_start : int
         CG-SENSE iterations for the starting image (0 starts from ``A^H y``).
+    cycle_spinning : bool
+        Shift the image circularly by a random offset (below ``2 ** level``
+        per axis) before each wavelet shrinkage and back after it, as BART's
+        ``pics -R W`` does: over the iterations this approximates a
+        shift-invariant wavelet and removes the blocky wavelet artefacts.
+    seed : int
+        Seed of the cycle-spinning shifts.
     callback : callable, optional
         Progress callback.
 
@@ -564,14 +569,22 @@ def l1_wavelet_reconstruction(
         return a.H(a(x) - y)
 
     support = _support(s)
+    rng = np.random.default_rng(seed)
+    period = 2 ** wav.level
 
     def prox(v: np.ndarray, t: float) -> np.ndarray:
+        shift = (0, 0)
+        if cycle_spinning:
+            shift = (int(rng.integers(period)), int(rng.integers(period)))
+            v = np.roll(v, shift, axis=(0, 1))
         c = wav(v)
         keep = c[approx].copy()
         mag = np.abs(c)
         c *= np.maximum(1 - lam * t / np.maximum(mag, 1e-30), 0)
         c[approx] = keep
         out = wav.H(c)
+        if cycle_spinning:
+            out = np.roll(out, (-shift[0], -shift[1]), axis=(0, 1))
         return out if support is None else out * support
 
     return fista(gradient, prox, x0, step=1.0 / lip, max_iter=max_iter, tol=tol, callback=callback)

@@ -64,6 +64,13 @@ class VarNetConfig:
         First-level channels of the sensitivity U-Net.
     sens_pools : int
         Down-sampling levels of the sensitivity U-Net.
+    init_cg_iters : int
+        VarNet start: 0 starts the cascades from the zero-filled k-space (as
+        E2E-VarNet); ``n > 0`` from ``F S x`` with ``x`` after ``n``
+        conjugate-gradient SENSE iterations with the estimated maps (from
+        zero, no Tikhonov term: early stopping regularises), so the cascades
+        refine a parallel-imaging solution instead of learning the unfolding
+        from scratch.
     """
 
     kind: str = "varnet"
@@ -72,6 +79,7 @@ class VarNetConfig:
     pools: int = 3
     sens_chans: int = 4
     sens_pools: int = 3
+    init_cg_iters: int = 10
 
 
 class UNet(nn.Module):
@@ -134,19 +142,32 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-class _NormUNet(nn.Module):
-    """U-Net on complex images as two channels, with per-image mean/std normalisation."""
+class _ComplexUNet(nn.Module):
+    """U-Net on complex images as two channels (real, imaginary).
 
-    def __init__(self, chans: int, pools: int) -> None:
+    No per-image mean/std normalisation (fastMRI's ``NormUnet`` has one): the
+    data are already scaled by one number per slice (see ``_tensors``), and
+    a per-image statistic would differ between a training band of rows and
+    the whole slice at inference. The last convolution starts at zero, so at
+    initialisation the module is the identity (``residual=True``:
+    ``x + U(x)``) or zero (``residual=False``: ``U(x)``, the regulariser term
+    of a cascade).
+    """
+
+    def __init__(self, chans: int, pools: int, *, residual: bool) -> None:
         super().__init__()
         self.unet = UNet(2, 2, chans, pools)
+        self.residual = residual
+        nn.init.zeros_(self.unet.out.weight)
+        if self.unet.out.bias is not None:
+            nn.init.zeros_(self.unet.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, H, W) complex
         r = torch.view_as_real(x).permute(0, 3, 1, 2)  # (B, 2, H, W)
-        mean = r.mean(dim=(1, 2, 3), keepdim=True)
-        std = r.std(dim=(1, 2, 3), keepdim=True) + 1e-8
-        out = self.unet((r - mean) / std) * std + mean
+        out = self.unet(r)
+        if self.residual:
+            out = out + r
         return torch.view_as_complex(out.permute(0, 2, 3, 1).contiguous())
 
 
@@ -171,22 +192,30 @@ def _acs_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 class _SensitivityModel(nn.Module):
+    """Coil maps from the ACS: a residual U-Net on the low-resolution coil images.
+
+    At initialisation the maps are the ACS coil images divided by their root
+    sum of squares (the classical low-resolution estimate); training refines them.
+    """
+
     def __init__(self, chans: int, pools: int) -> None:
         super().__init__()
-        self.norm_unet = _NormUNet(chans, pools)
+        self.unet = _ComplexUNet(chans, pools, residual=True)
 
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, c, h, w = kspace.shape
         acs = kspace * _acs_mask(mask)
         imgs = ifft2c_torch(acs).reshape(b * c, h, w)
-        maps = self.norm_unet(imgs).reshape(b, c, h, w)
+        maps = self.unet(imgs).reshape(b, c, h, w)
         return maps / _rss(maps).unsqueeze(1)
 
 
 class _Cascade(nn.Module):
+    """``k - eta M (k - y) - F E(U(R(F^H k)))``; the regulariser term starts at zero."""
+
     def __init__(self, chans: int, pools: int) -> None:
         super().__init__()
-        self.model = _NormUNet(chans, pools)
+        self.model = _ComplexUNet(chans, pools, residual=False)
         self.eta = nn.Parameter(torch.ones(1))
 
     def forward(
@@ -196,6 +225,36 @@ class _Cascade(nn.Module):
         img = torch.sum(ifft2c_torch(k) * maps.conj(), dim=1)  # reduce
         refined = fft2c_torch(self.model(img).unsqueeze(1) * maps)  # expand
         return k - dc - refined
+
+
+def _sense_cg(
+    y: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, iters: int
+) -> torch.Tensor:
+    """``iters`` CG iterations on ``A^H A x = A^H y`` (``A = M F S``) from zero; ``(B, H, W)``.
+
+    Differentiable (autograd runs through the unrolled iterations).
+    """
+
+    def normal(x: torch.Tensor) -> torch.Tensor:
+        k = fft2c_torch(maps * x.unsqueeze(1)) * mask
+        return torch.sum(ifft2c_torch(k) * maps.conj(), dim=1)
+
+    b = torch.sum(ifft2c_torch(y * mask) * maps.conj(), dim=1)
+    x = torch.zeros_like(b)
+    r = b
+    p = r
+    rr = torch.sum(r.real**2 + r.imag**2, dim=(-2, -1), keepdim=True)
+    tiny = torch.finfo(rr.dtype).tiny
+    for _ in range(iters):
+        ap = normal(p)
+        pap = torch.sum((p.conj() * ap).real, dim=(-2, -1), keepdim=True)
+        alpha = rr / torch.clamp(pap, min=tiny)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = torch.sum(r.real**2 + r.imag**2, dim=(-2, -1), keepdim=True)
+        p = r + (rr_new / torch.clamp(rr, min=tiny)) * p
+        rr = rr_new
+    return x
 
 
 class VarNet(nn.Module):
@@ -218,7 +277,11 @@ class VarNet(nn.Module):
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Map masked k-space ``(B, C, H, W)`` (complex) and mask to RSS images ``(B, H, W)``."""
         maps = self.sens(masked_kspace, mask)
-        k = masked_kspace.clone()
+        if self.config.init_cg_iters > 0:
+            x = _sense_cg(masked_kspace, mask, maps, self.config.init_cg_iters)
+            k = fft2c_torch(maps * x.unsqueeze(1))
+        else:
+            k = masked_kspace.clone()
         for cascade in self.cascades:
             k = cascade(k, masked_kspace, mask, maps)
         return _rss(ifft2c_torch(k))
@@ -275,9 +338,11 @@ def build_model(config: VarNetConfig) -> nn.Module:
 
 @dataclass(frozen=True)
 class _Sample:
-    kspace: np.ndarray  # (C, H, W) complex64, scaled
-    mask: np.ndarray  # (1, 1, W) float32
-    target: np.ndarray  # (H, W) float32, scaled
+    """One slice: undersampled (``mask`` given) or fully sampled (``mask`` None)."""
+
+    kspace: np.ndarray  # (C, H, W) complex64, zero-filled if undersampled
+    mask: np.ndarray | None  # (W,) bool, None for fully sampled slices
+    target: np.ndarray  # (H, W) float32
 
 
 def _scale(kspace: np.ndarray) -> float:
@@ -292,28 +357,64 @@ def _load_samples(files: Sequence[Path]) -> list[_Sample]:
     out = []
     for f in files:
         vol = read_fastmri(f)
-        if vol.mask is None or vol.mask.ndim != 1 or vol.target is None:
-            raise ValueError(f"{f}: training needs a column mask and reconstruction_rss")
+        if vol.target is None:
+            raise ValueError(f"{f}: training needs reconstruction_rss")
+        if vol.mask is not None and vol.mask.ndim != 1:
+            raise ValueError(f"{f}: training needs a column mask (W,), got {vol.mask.shape}")
         if vol.target.shape[-2:] != vol.kspace.shape[-2:]:
             raise ValueError(f"{f}: target must be on the k-space grid (no recon crop)")
+        mask = None if vol.mask is None else np.asarray(vol.mask, dtype=bool)
         for s in range(vol.kspace.shape[0]):
-            k = vol.masked_kspace[s]
-            sc = _scale(k)
-            out.append(
-                _Sample(
-                    (k / sc).astype(np.complex64),
-                    vol.mask.astype(np.float32)[None, None, :],
-                    (vol.target[s] / sc).astype(np.float32),
-                )
-            )
+            k = vol.masked_kspace[s].astype(np.complex64)
+            out.append(_Sample(k, mask, vol.target[s].astype(np.float32)))
     return out
 
 
-def _batch(samples: Sequence[_Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    k = torch.from_numpy(np.stack([s.kspace for s in samples]))
-    m = torch.from_numpy(np.stack([s.mask for s in samples]))
-    t = torch.from_numpy(np.stack([s.target for s in samples]))
-    return k, m, t
+def _draw_mask(
+    num_cols: int, accelerations: Sequence[int], acs: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A fastMRI equispaced column mask, ``acs`` centre lines, R drawn from ``accelerations``."""
+    from medlens.reconstruction._masks import equispaced_mask
+
+    r = int(accelerations[int(rng.integers(len(accelerations)))])
+    return equispaced_mask(
+        num_cols, r, num_low_frequencies=min(acs, num_cols), offset=int(rng.integers(r))
+    )
+
+
+def _tensors(
+    sample: _Sample,
+    mask: np.ndarray | None = None,
+    *,
+    crop_rows: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Network inputs ``(1, C, H, W)``, ``(1, 1, 1, W)`` and target ``(1, H, W)``, scaled.
+
+    Scaling (the 99.5th percentile of the zero-filled image of the whole
+    slice) is the same as :meth:`LearnedReconstructor.reconstruct` applies at
+    inference. With ``crop_rows``, a random band of that many rows (the fully
+    sampled read-out axis ``H``) is cut out in the hybrid (x, k_y) domain:
+    the column mask, and so the aliasing along ``W``, is exactly that of the
+    whole slice, at a fraction of the cost per step.
+    """
+    m = sample.mask if mask is None else mask
+    if m is None:
+        raise ValueError("a fully sampled slice needs a mask")
+    k = sample.kspace * m if sample.mask is None else sample.kspace
+    sc = _scale(k)
+    target = sample.target
+    h = k.shape[-2]
+    if crop_rows is not None and crop_rows < h:
+        from medlens.reconstruction._fft import fftc, ifftc
+
+        r0 = int((rng or np.random.default_rng()).integers(h - crop_rows + 1))
+        k = fftc(ifftc(k, axes=(-2,))[:, r0 : r0 + crop_rows], axes=(-2,))
+        target = target[r0 : r0 + crop_rows]
+    kt = torch.from_numpy((k / sc).astype(np.complex64))[None]
+    mt = torch.from_numpy(m.astype(np.float32))[None, None, None, :]
+    tt = torch.from_numpy(np.ascontiguousarray(target / np.float32(sc), dtype=np.float32))[None]
+    return kt, mt, tt
 
 
 # ---------------------------------------------------------------------------------------
@@ -350,13 +451,28 @@ def _psnr(ref: np.ndarray, x: np.ndarray) -> float:
     return 10 * math.log10(float(ref.max()) ** 2 / mse) if mse > 0 else float("inf")
 
 
-def _validate(model: nn.Module, samples: Sequence[_Sample]) -> float:
+def _validation_masks(
+    samples: Sequence[_Sample], accelerations: Sequence[int], acs: int
+) -> list[tuple[_Sample, np.ndarray | None]]:
+    """Undersampled validation slices as they are; fully sampled ones once per acceleration."""
+    out: list[tuple[_Sample, np.ndarray | None]] = []
+    rng = np.random.default_rng(12345)
+    for s in samples:
+        if s.mask is not None:
+            out.append((s, None))
+            continue
+        for r in accelerations:
+            out.append((s, _draw_mask(s.kspace.shape[-1], [r], acs, rng)))
+    return out
+
+
+def _validate(model: nn.Module, samples: Sequence[tuple[_Sample, np.ndarray | None]]) -> float:
     model.eval()
     vals = []
     with torch.no_grad():
-        for s in samples:
-            k, m, t = _batch([s])
-            vals.append(_psnr(t[0].numpy(), model(k, m)[0].numpy()))
+        for s, m in samples:
+            k, mt, t = _tensors(s, m)
+            vals.append(_psnr(t[0].numpy(), model(k, mt)[0].numpy()))
     model.train()
     return float(np.mean(vals)) if vals else float("nan")
 
@@ -368,6 +484,15 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
+_CHECKPOINT_FORMAT = "reconstruction.varnet/2"
+
+
+def _cosine_lr(lr: float, fraction: float, floor: float = 0.05) -> float:
+    """Cosine decay from ``lr`` to ``floor * lr`` as ``fraction`` of the budget goes 0 -> 1."""
+    f = min(max(fraction, 0.0), 1.0)
+    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * f)))
+
+
 def train(
     train_files: Sequence[str | os.PathLike[str]],
     val_files: Sequence[str | os.PathLike[str]],
@@ -377,8 +502,12 @@ def train(
     time_budget_s: float = 1800.0,
     max_steps: int | None = None,
     lr: float = 1e-3,
+    accelerations: Sequence[int] = (4, 8),
+    acs: int = 24,
     seed: int = 0,
     resume: bool = False,
+    crop_rows: int | None = None,
+    num_threads: int | None = None,
     checkpoint_every_s: float = 60.0,
     progress: Callable[[int, float, float, float], None] | None = None,
 ) -> TrainResult:
@@ -386,17 +515,25 @@ def train(
 
     Each slice is one sample (batch size 1, as in fastMRI), normalised by the
     99.5th percentile of its zero-filled image; the loss is the L1 distance
-    to the RSS target. Checkpoints (model, optimiser, step, elapsed time,
-    config) are written atomically to ``out_dir/checkpoint.pt`` every
+    to the RSS target. Slices of fully sampled files (no ``mask``, as
+    fastMRI's training files) get a fresh equispaced mask every time they are
+    drawn, its acceleration drawn from ``accelerations`` (so one model learns
+    all of them) with ``acs`` centre lines; slices of undersampled files keep
+    their mask. The learning rate decays along a cosine from ``lr`` to
+    ``lr / 20`` over the time budget (or over ``max_steps`` if that ends
+    sooner). Checkpoints (model, optimiser, step, elapsed time, config) are
+    written atomically to ``out_dir/checkpoint.pt`` every
     ``checkpoint_every_s`` and at the end, and a CSV log to
     ``out_dir/log.csv``; with ``resume`` training continues from the
-    checkpoint and the budget counts the time already spent.
+    checkpoint and the budget counts the time already spent (validation
+    time included).
 
     Parameters
     ----------
     train_files, val_files : sequence of path
-        fastMRI-layout files with a column ``mask`` and ``reconstruction_rss``
-        (``medlens recon simulate`` output); validate on another subject.
+        fastMRI-layout files with ``reconstruction_rss`` on the k-space grid,
+        fully sampled or with a column ``mask`` (``medlens recon simulate``
+        output); validate on another subject.
     out_dir : path
         Output folder.
     config : VarNetConfig, optional
@@ -407,11 +544,22 @@ def train(
     max_steps : int, optional
         Stop after this many steps in total.
     lr : float
-        Adam learning rate.
+        Initial Adam learning rate.
+    accelerations : sequence of int
+        Accelerations of the masks drawn for fully sampled slices (and of the
+        fixed masks used to validate on fully sampled validation slices).
+    acs : int
+        Centre lines of the drawn masks.
     seed : int
-        Seed of torch and the sample order.
+        Seed of torch, the sample order and the drawn masks.
     resume : bool
         Continue from ``out_dir/checkpoint.pt``.
+    crop_rows : int, optional
+        Train on random bands of this many read-out rows of each slice
+        (cut in the hybrid domain, so the aliasing is unchanged); None uses
+        whole slices. Validation always uses whole slices.
+    num_threads : int, optional
+        ``torch.set_num_threads`` for the run (torch's default if None).
     checkpoint_every_s : float
         Seconds between checkpoints.
     progress : callable, optional
@@ -426,18 +574,52 @@ def train(
     Raises
     ------
     ValueError
-        If there are no training samples or a file lacks a mask or target.
+        If there are no training samples, a file lacks a target or has a 2D
+        mask, or ``accelerations`` is empty.
     FileNotFoundError
         With ``resume`` when there is no checkpoint.
     """
+    if not accelerations or any(int(r) < 1 for r in accelerations):
+        raise ValueError(f"accelerations must be positive integers, got {accelerations!r}")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    threads_before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        return _train(
+            train_files, val_files, out_dir, config=config, time_budget_s=time_budget_s,
+            max_steps=max_steps, lr=lr, accelerations=accelerations, acs=acs, seed=seed,
+            resume=resume, crop_rows=crop_rows, checkpoint_every_s=checkpoint_every_s,
+            progress=progress,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(
+    train_files: Sequence[str | os.PathLike[str]],
+    val_files: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    config: VarNetConfig | None,
+    time_budget_s: float,
+    max_steps: int | None,
+    lr: float,
+    accelerations: Sequence[int],
+    acs: int,
+    seed: int,
+    resume: bool,
+    crop_rows: int | None,
+    checkpoint_every_s: float,
+    progress: Callable[[int, float, float, float], None] | None,
+) -> TrainResult:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     log_path = out / "log.csv"
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train_s = _load_samples([Path(f) for f in train_files])
-    val_s = _load_samples([Path(f) for f in val_files])
+    val_s = _validation_masks(_load_samples([Path(f) for f in val_files]), accelerations, acs)
     if not train_s:
         raise ValueError("no training slices")
     step, spent = 0, 0.0
@@ -460,13 +642,13 @@ def train(
     log_f = open(log_path, "a" if not new_log else "w", newline="")
     writer = csv.writer(log_f)
     if new_log:
-        writer.writerow(["step", "elapsed_s", "train_loss", "val_psnr"])
+        writer.writerow(["step", "elapsed_s", "train_loss", "val_psnr", "lr"])
 
     def checkpoint() -> None:
         _save(ckpt_path, {
             "config": asdict(config), "model": model.state_dict(),
             "optimizer": opt.state_dict(), "step": step, "elapsed_s": spent,
-            "medlens": "reconstruction.varnet/1",
+            "medlens": _CHECKPOINT_FORMAT,
         })  # fmt: skip
 
     t_start = time.perf_counter()
@@ -482,10 +664,22 @@ def train(
             spent = base + (time.perf_counter() - t_start)
             if spent >= time_budget_s or (max_steps is not None and step >= max_steps):
                 break
+            frac = spent / time_budget_s
+            if max_steps is not None:
+                frac = max(frac, step / max_steps)
+            cur_lr = _cosine_lr(lr, frac)
+            for group in opt.param_groups:
+                group["lr"] = cur_lr
             if pos >= len(order):
                 order, pos = rng.permutation(len(train_s)), 0
-            k, m, t = _batch([train_s[order[pos]]])
+            sample = train_s[order[pos]]
             pos += 1
+            drawn = (
+                _draw_mask(sample.kspace.shape[-1], accelerations, acs, rng)
+                if sample.mask is None
+                else None
+            )
+            k, m, t = _tensors(sample, drawn, crop_rows=crop_rows, rng=rng)
             loss = F.l1_loss(model(k, m), t)
             opt.zero_grad()
             loss.backward()
@@ -494,7 +688,7 @@ def train(
             val = _validate(model, val_s) if step % val_every == 0 else float("nan")
             spent = base + (time.perf_counter() - t_start)
             writer.writerow([step, f"{spent:.2f}", f"{loss.item():.6f}",
-                             "" if math.isnan(val) else f"{val:.3f}"])  # fmt: skip
+                             "" if math.isnan(val) else f"{val:.3f}", f"{cur_lr:.3g}"])  # fmt: skip
             if progress is not None:
                 progress(step, spent, float(loss.item()), val)
             if time.perf_counter() - last_ckpt >= checkpoint_every_s:
@@ -502,7 +696,7 @@ def train(
                 checkpoint()
                 last_ckpt = time.perf_counter()
         val = _validate(model, val_s)
-        writer.writerow([step, f"{spent:.2f}", "", f"{val:.3f}"])
+        writer.writerow([step, f"{spent:.2f}", "", f"{val:.3f}", ""])
         checkpoint()
     finally:
         log_f.close()
@@ -582,6 +776,10 @@ def load_model(path: str | os.PathLike[str]) -> LearnedReconstructor:
         raise MedlensError(f"{p}: no such checkpoint")
     try:
         payload = torch.load(p, map_location="cpu", weights_only=False)
+        if payload.get("medlens") != _CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"format {payload.get('medlens')!r}, this medlens reads {_CHECKPOINT_FORMAT!r}"
+            )
         config = VarNetConfig(**payload["config"])
         model = build_model(config)
         model.load_state_dict(payload["model"])

@@ -146,13 +146,13 @@ def _scan_kernel(
 
 def _envelope_kernel(
     g: NDArray[np.float64],
-    shape: NDArray[np.intp],
-    axes: NDArray[np.intp],
     starts: NDArray[np.intp],
     plane_of: NDArray[np.intp],
     xb: NDArray[np.intp],
     xc: NDArray[np.intp],
-    spacing: NDArray[np.float64],
+    strides: tuple[int, int, int],
+    extent: tuple[int, int],
+    step2: tuple[float, float],
     out: NDArray[np.float64],
 ) -> None:
     """Squared distances of query points from the exact 2D transform of their plane.
@@ -162,15 +162,13 @@ def _envelope_kernel(
     lower envelope of parabolas (Felzenszwalb & Huttenlocher) along axis ``b`` turns
     ``g`` into ``h[y_b, y_c] = min_z g[z, y_c] + ((y_b - z) s_b)²``; a point's value is
     then ``min h[x_b, y_c] + ((y_c - x_c) s_c)²``, read outwards from ``x_c`` until the
-    second term alone exceeds the best value found.
+    second term alone exceeds the best value found. ``strides`` are the flat-index steps
+    of axes ``a``, ``b``, ``c``; ``extent`` the sizes and ``step2`` the squared spacings of
+    ``b`` and ``c``.
     """
-    a, b, c = axes[0], axes[1], axes[2]
-    n_b, n_c = shape[b], shape[c]
-    s0, s1 = shape[1] * shape[2], shape[2]
-    st_a = s0 if a == 0 else (s1 if a == 1 else 1)
-    st_b = s0 if b == 0 else (s1 if b == 1 else 1)
-    st_c = s0 if c == 0 else (s1 if c == 1 else 1)
-    sb2, sc2 = spacing[b] ** 2, spacing[c] ** 2
+    st_a, st_b, st_c = strides
+    n_b, n_c = extent
+    sb2, sc2 = step2
     h = np.empty((n_b, n_c))
     v = np.empty(n_b, dtype=np.intp)
     fv = np.empty(n_b)
@@ -309,8 +307,8 @@ def border_voxels(padded: NDArray[np.bool_]) -> NDArray[np.bool_]:
 
     Parameters
     ----------
-    padded : numpy.ndarray of bool, C-contiguous, 3 axes
-        The mask crop with a background border.
+    padded : numpy.ndarray of bool
+        As in :func:`surfel_elements`.
 
     Returns
     -------
@@ -475,22 +473,24 @@ def envelope_distances(
     numpy.ndarray of float64
         One value per query point (``inf`` if there is no target at all).
     """
-    axes = _axes(axis)
-    coords = np.unravel_index(np.asarray(flat, dtype=np.intp), g.shape)
-    xa, xb, xc = (np.asarray(coords[int(ax)], dtype=np.intp) for ax in axes)
+    a, b, c = (int(x) for x in _axes(axis))
+    shape = g.shape
+    coords = np.unravel_index(np.asarray(flat, dtype=np.intp), shape)
+    xa, xb, xc = (np.asarray(coords[ax], dtype=np.intp) for ax in (a, b, c))
     order = np.argsort(xa, kind="stable")
     planes, first = np.unique(xa[order], return_index=True)
     starts = np.append(first, order.size).astype(np.intp)
+    strides = (shape[1] * shape[2], shape[2], 1)
     out = np.empty(order.size)
     _kernels()[2](
         g.reshape(-1),
-        np.asarray(g.shape, dtype=np.intp),
-        axes,
         starts,
         planes.astype(np.intp),
         np.ascontiguousarray(xb[order]),
         np.ascontiguousarray(xc[order]),
-        np.asarray(spacing, dtype=np.float64),
+        (strides[a], strides[b], strides[c]),
+        (shape[b], shape[c]),
+        (float(spacing[b]) ** 2, float(spacing[c]) ** 2),
         out,
     )
     result = np.empty(order.size)

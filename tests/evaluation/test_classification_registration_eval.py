@@ -130,6 +130,7 @@ def test_registration_from_folders(tmp_path: Path, write: Callable[..., Any]) ->
     assert got[("label_2", "dice")] == 1.0
     assert got[("all", "fraction_nonpositive_jacobian")] == 0.0
     assert got[("all", "std_log_jacobian")] == pytest.approx(0.0, abs=1e-6)
+    assert got[("all", "learn2reg_sdlogj")] == pytest.approx(0.0, abs=1e-6)
     assert got[("mask", "relative_volume_change")] == pytest.approx(0.9**3 - 1, rel=1e-5)
 
 
@@ -146,3 +147,23 @@ def test_landmarks_without_header_and_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="landmarks of 3 coordinates"):
         evaluate_registration(tmp_path / "o2", fixed_landmarks=tmp_path / "a",
                               warped_landmarks=tmp_path / "b", report=False)  # fmt: skip
+
+
+def test_registration_reports_learn2reg_sdlogj_of_a_varying_field(tmp_path: Path) -> None:
+    # a smooth non-uniform field: the CSV row equals the metric on the field in memory,
+    # and differs from std_log_jacobian (another definition)
+    import medlens.metrics as mm
+
+    x = np.indices((9, 8, 7)).astype(float)
+    u = np.stack([0.3 * np.sin(x[0] / 2.0), 0.2 * np.cos(x[1] / 3.0), 0.6 * x[2] ** 2 / 7.0])
+    (tmp_path / "fields").mkdir()
+    spacing = (1.5, 1.0, 2.0)
+    field = nib.Nifti1Image(np.moveaxis(u, 0, -1).astype(np.float32), np.diag([*spacing, 1.0]))
+    nib.save(field, str(tmp_path / "fields" / "c.nii.gz"))
+    evaluate_registration(tmp_path / "out", fields=tmp_path / "fields")
+    rows = read_metrics_csv(tmp_path / "out" / "metrics.csv")
+    got = {(r.region, r.metric): r.value for r in rows}
+    want = mm.learn2reg_sdlogj(u.astype(np.float32), spacing=spacing)
+    assert want > 0.01
+    assert got[("all", "learn2reg_sdlogj")] == pytest.approx(want, rel=1e-6)
+    assert got[("all", "learn2reg_sdlogj")] != pytest.approx(got[("all", "std_log_jacobian")])

@@ -488,7 +488,9 @@ def evaluate_registration(
     and masks on the field's grid. Metrics (region ``all`` unless per label):
     ``tre_mean``, ``tre_median``, ``tre_p90``, ``tre_max`` (mm), ``dice`` per
     label (region ``label_<n>``), ``fraction_nonpositive_jacobian``,
-    ``std_log_jacobian``, and inside the mask (region ``mask``)
+    ``std_log_jacobian`` (std of log J over J > 0), ``learn2reg_sdlogj``
+    (Learn2Reg's SDlogJ, std of log(J + 3) inside a 2-voxel border; fields with at
+    least 5 voxels per axis), and inside the mask (region ``mask``)
     ``relative_volume_change``.
 
     Parameters
@@ -589,6 +591,9 @@ def evaluate_registration(
                     ("all", "fraction_nonpositive_jacobian", js.fraction_nonpositive),
                     ("all", "std_log_jacobian", js.std_log_jacobian),
                 ]
+                if min(u.shape[1:]) >= 5:
+                    sdlogj = mm.learn2reg_sdlogj(u, spacing=spacing, direction=rdir)
+                    rows.append(("all", "learn2reg_sdlogj", sdlogj))
                 mpath = listed.get("masks", {}).get(case)
                 if mpath is not None:
                     import nibabel as nib
@@ -608,6 +613,9 @@ def evaluate_registration(
         settings={
             "landmarks": "world mm; TRE = Euclidean distance per pair",
             "jacobian": "det(I + grad u), numpy.gradient with spacing; std of log J over J > 0",
+            "learn2reg_sdlogj": (
+                "Learn2Reg SDlogJ: std of log(clip(J + 3, 1e-9, 1e9)), 2-voxel border dropped"
+            ),
             "field vectors": "world (RAS) mm" if world_components else "array-axis mm",
         },
         seed=seed,

@@ -167,7 +167,7 @@ _LOWER = {
     "hd", "hausdorff", "hd95", "assd", "masd", "mae", "mse", "rmse", "nmse", "tre",
     "volume_difference", "absolute_volume_difference", "relative_volume_difference",
     "avd", "rvd", "lesion_count_difference", "fraction_nonpositive_jacobian",
-    "std_log_jacobian", "brier", "ece", "abs_volume_change",
+    "std_log_jacobian", "learn2reg_sdlogj", "brier", "ece", "abs_volume_change",
 }  # fmt: skip
 
 

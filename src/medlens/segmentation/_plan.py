@@ -548,6 +548,8 @@ def plan_experiment(
         3d_lowres threshold). ``1.0`` asks for whole-image patches: context
         before resolution, which suits few training cases of a large structure
         (every iteration then sees a whole case, and prediction needs few tiles).
+        If no such candidate reaches ``min_iterations``, the search is redone with
+        0.25 and the candidate with more iterations is kept.
 
     Returns
     -------
@@ -682,25 +684,39 @@ def plan_experiment(
         )
         base_cfg = configs.get("3d_fullres") if is_3d else c2
         assert base_cfg is not None
-        chosen = _budget_search(
-            base_cfg,
-            target,
-            median_shape,
-            len(fingerprint.cases),
-            in_ch,
-            out_ch,
-            schemes,
-            use_mask,
-            train_s,
-            mem_budget,
-            cal,
-            architecture,
-            min_iterations,
-            max_iterations,
-            explain,
-            slice_axis if not is_3d else None,
-            min_coverage=min_patch_coverage,
-        )
+        def search(coverage: float) -> Configuration:
+            return _budget_search(
+                base_cfg,
+                target,
+                median_shape,
+                len(fingerprint.cases),
+                in_ch,
+                out_ch,
+                schemes,
+                use_mask,
+                train_s,
+                mem_budget,
+                cal,
+                architecture,
+                min_iterations,
+                max_iterations,
+                explain,
+                slice_axis if not is_3d else None,
+                min_coverage=coverage,
+            )
+
+        chosen = search(min_patch_coverage)
+        if chosen.iterations < min_iterations and min_patch_coverage > LOWRES_COVERAGE:
+            # the spacing cannot coarsen far enough for whole-image patches to fit the
+            # budget (a short axis stops it): fall back to nnU-Net's 25% coverage
+            explain.append(
+                f"patches covering {min_patch_coverage:.0%} of the image do not reach "
+                f"{min_iterations} iterations; searching again with patches covering "
+                f">= {LOWRES_COVERAGE:.0%}"
+            )
+            second = search(LOWRES_COVERAGE)
+            if second.iterations > chosen.iterations:
+                chosen = second
         configs[chosen.name] = chosen
         default = chosen.name
     explain.append(f"default configuration: {default}")

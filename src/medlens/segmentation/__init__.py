@@ -27,6 +27,7 @@ from medlens.segmentation._fingerprint import (
     DatasetFingerprint,
     IntensityStats,
     dataset_fingerprint,
+    foreground_oversampling,
     nonzero_bbox,
 )
 from medlens.segmentation._plan import (
@@ -96,6 +97,7 @@ __all__ = [
     "calibrate",
     "dataset_fingerprint",
     "export_onnx",
+    "foreground_oversampling",
     "fullres_target_spacing",
     "gaussian_importance_map",
     "kfold_split",

@@ -28,6 +28,7 @@ __all__ = [
     "IntensityStats",
     "case_fingerprint",
     "dataset_fingerprint",
+    "foreground_oversampling",
     "nonzero_bbox",
 ]
 
@@ -71,6 +72,27 @@ class IntensityStats:
         )
 
 
+def foreground_oversampling(fingerprint: DatasetFingerprint, *, threshold: float = 0.05) -> float:
+    """Share of each training batch to force onto foreground, from the fingerprint.
+
+    nnU-Net's 0.33 when the foreground takes at least ``threshold`` of the
+    cropped volume (then most random patches hold some anyway); every patch
+    (1.0) when it is smaller. With small structures and a short CPU schedule,
+    half-empty batches (batch size 2: one forced patch) keep the network on the
+    all-background plateau for hundreds of iterations: on ``phantom-kidney``
+    (foreground 1.6% of the volume) the kidney pseudo-Dice was still 0 after 300
+    iterations with 0.33 and above 0.7 after 100 with 1.0.
+
+    Examples
+    --------
+    >>> case = CaseFingerprint("a", (1.0, 1.0, 1.0), (10, 10, 10), (10, 10, 10), {"x": 0.01}, ())
+    >>> fp = DatasetFingerprint("d", ("CT",), {"background": 0, "x": 1}, (case,), ())
+    >>> fp.median_foreground_fraction, foreground_oversampling(fp)
+    (0.01, 1.0)
+    """
+    return 0.33 if fingerprint.median_foreground_fraction >= threshold else 1.0
+
+
 @dataclass(frozen=True)
 class CaseFingerprint:
     """Fingerprint of one case (array axes after reorientation to RAS)."""
@@ -112,6 +134,20 @@ class DatasetFingerprint:
     def median_relative_size_after_crop(self) -> float:
         """Median over cases of the fraction of voxels kept by the crop."""
         return float(np.median([c.relative_size_after_crop for c in self.cases]))
+
+    @property
+    def median_foreground_fraction(self) -> float:
+        """Median over cases of the labelled share of the cropped volume.
+
+        The foreground is the sum of the class volumes (capped at 1; region
+        labels may overlap) over the volume kept by the non-zero crop.
+        """
+        fr = []
+        for c in self.cases:
+            vol_mm3 = float(np.prod(c.shape_after_crop) * np.prod(c.spacing))
+            fg_mm3 = 1000.0 * float(sum(c.class_volumes_ml.values()))
+            fr.append(min(1.0, fg_mm3 / vol_mm3) if vol_mm3 > 0 else 0.0)
+        return float(np.median(fr)) if fr else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (without the raw intensity samples)."""

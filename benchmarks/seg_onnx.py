@@ -14,46 +14,27 @@ Run:  .venv/bin/python benchmarks/seg_onnx.py [--model medlens-demo/model] [--th
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _seg_bench import demo_network_config, parse_args, trained_network
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--shape", default="96x112x96", help="input volume (network grid)")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__.split("\n")[0])
 
-    from medlens.segmentation import NetworkConfig, build_network, pool_and_conv_props
+    from medlens.segmentation import build_network
     from medlens.segmentation._onnx import OnnxNetwork, export_network_onnx
     from medlens.segmentation._sliding import sliding_window_inference
 
     if args.model:
-        from medlens.segmentation._predict import load_predictor
-
-        pred = load_predictor(args.model, threads=args.threads)
-        net = pred.networks[0]
-        cfg = pred.configuration.network
-        patch = tuple(pred.configuration.patch_size)
+        net, cfg, patch = trained_network(args.model, args.threads)
         source = f"trained model {args.model}"
     else:
-        strides, kernels, patch, _ = pool_and_conv_props((3.0, 3.0, 3.0), (64, 80, 64))
-        cfg = NetworkConfig(
-            3,
-            1,
-            2,
-            features=(8, 16, 32, 64, 128),
-            strides=tuple(strides[:5]),
-            kernel_sizes=tuple(kernels[:5]),
-        )
+        cfg, patch = demo_network_config()
         torch.manual_seed(0)
         net = build_network(cfg)
         source = "random weights"

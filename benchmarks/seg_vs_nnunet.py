@@ -36,12 +36,12 @@ plans is built with random weights.
 
 from __future__ import annotations
 
-import argparse
 import re
 import time
 
 import numpy as np
 import torch
+from _seg_bench import demo_network_config, parse_args, trained_network
 
 
 def _medlens_key(k: str) -> str:
@@ -110,42 +110,18 @@ def _nnunet_predictor(net, patch, n_classes, mirror):  # type: ignore[no-untyped
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None, help="medlens model folder (optional)")
-    ap.add_argument("--shape", default="96x112x96", help="input volume (preprocessed grid)")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__.split("\n")[0])
 
-    from medlens.segmentation import NetworkConfig, build_network, pool_and_conv_props
+    from medlens.segmentation import build_network
     from medlens.segmentation._sliding import sliding_window_inference
 
     if args.model:
-        from medlens.segmentation._predict import load_predictor
-
-        pred = load_predictor(args.model, threads=args.threads)
-        ours = pred.networks[0]
-        cfg = pred.configuration.network
-        patch = tuple(pred.configuration.patch_size)
+        ours, cfg, patch = trained_network(args.model, args.threads)
         theirs = _plain_conv_unet(cfg)
-        inv = {}
-        for k in theirs.state_dict():
-            inv[k] = ours.state_dict()[_medlens_key(k)]
-        theirs.load_state_dict(inv)
+        theirs.load_state_dict({k: ours.state_dict()[_medlens_key(k)] for k in theirs.state_dict()})
         source = f"trained model {args.model}"
     else:
-        patch = (64, 80, 64)
-        strides, kernels, patch, _ = pool_and_conv_props((3.0, 3.0, 3.0), patch)
-        n = 5
-        cfg = NetworkConfig(
-            3,
-            1,
-            2,
-            features=(8, 16, 32, 64, 128),
-            strides=tuple(strides[:n]),
-            kernel_sizes=tuple(kernels[:n]),
-        )
+        cfg, patch = demo_network_config()
         torch.manual_seed(0)
         theirs = _plain_conv_unet(cfg)
         ours = build_network(cfg)

@@ -1,0 +1,48 @@
+"""Shared set-up of the segmentation predictor benchmarks (seg_onnx.py, seg_vs_nnunet.py).
+
+Both take the same options and use either a trained medlens model folder or the
+width-8 5-stage U-Net that ``medlens demo`` plans for a 64x80x64 patch at 3 mm.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    """``--model``, ``--shape``, ``--repeats``, ``--threads``; sets torch's thread count."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--model", default=None, help="medlens model folder (optional)")
+    ap.add_argument("--shape", default="96x112x96", help="input volume (preprocessed grid)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def trained_network(model: str, threads: int) -> tuple[Any, Any, tuple[int, ...]]:
+    """The first network of a trained model folder, its NetworkConfig and patch size."""
+    from medlens.segmentation._predict import load_predictor
+
+    pred = load_predictor(model, threads=threads)
+    return pred.networks[0], pred.configuration.network, tuple(pred.configuration.patch_size)
+
+
+def demo_network_config() -> tuple[Any, tuple[int, ...]]:
+    """NetworkConfig and patch of the demo's planned U-Net (3 mm, 64x80x64, width 8)."""
+    from medlens.segmentation import NetworkConfig, pool_and_conv_props
+
+    strides, kernels, patch, _ = pool_and_conv_props((3.0, 3.0, 3.0), (64, 80, 64))
+    cfg = NetworkConfig(
+        3,
+        1,
+        2,
+        features=(8, 16, 32, 64, 128),
+        strides=tuple(strides[:5]),
+        kernel_sizes=tuple(kernels[:5]),
+    )
+    return cfg, tuple(patch)

@@ -37,6 +37,31 @@ def test_plan_files(work):
     assert (w / "model" / "fold_all" / "checkpoint_final.pt").exists()
 
 
+def test_train_takes_foreground_oversampling_from_the_fingerprint(work):
+    from medlens.segmentation import DatasetFingerprint, foreground_oversampling
+
+    _, _, w = work
+    fp = DatasetFingerprint.load(w / "fingerprint.json")
+    used = json.loads((w / "model" / "fold_all" / "train_config.json").read_text())
+    assert used["oversample_foreground"] == foreground_oversampling(fp)
+
+
+def test_train_forces_foreground_patches_for_a_small_foreground(work, tmp_path):
+    import shutil
+
+    _, _, w = work
+    w2 = tmp_path / "work"
+    shutil.copytree(w, w2, ignore=shutil.ignore_patterns("model"))
+    fpj = json.loads((w2 / "fingerprint.json").read_text())
+    for c in fpj["cases"]:  # foreground 1/1000 of what it was: below the 5 % rule
+        c["class_volumes_ml"] = {k: v / 1000 for k, v in c["class_volumes_ml"].items()}
+    (w2 / "fingerprint.json").write_text(json.dumps(fpj))
+    args = ["seg", "train", str(w2), "--iterations", "1", "--workers", "0", "--threads", "1"]
+    assert main(args) == 0
+    used = json.loads((w2 / "model" / "fold_all" / "train_config.json").read_text())
+    assert used["oversample_foreground"] == 1.0
+
+
 def test_predict_file_and_folder(work, tmp_path):
     _, ds, w = work
     src = ds / "imagesTs" / "test00_0000.nii.gz"

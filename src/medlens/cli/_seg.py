@@ -163,6 +163,13 @@ def train_cmd(
         "threads": threads,
         "seed": seed,
     }
+    if (work / "fingerprint.json").is_file():
+        # nnU-Net's 0.33 of patches forced onto foreground, or all of them when the
+        # foreground is a small share of the volume (as `medlens demo` decides it)
+        from medlens.segmentation import DatasetFingerprint, foreground_oversampling
+
+        fp = DatasetFingerprint.load(work / "fingerprint.json")
+        cfg["oversample_foreground"] = foreground_oversampling(fp)
     if ddp > 1:
         from medlens.segmentation._ddp import ddp_command
 

@@ -12,13 +12,34 @@ from typing import Any
 import torch
 
 
-def parse_args(description: str) -> argparse.Namespace:
-    """``--model``, ``--shape``, ``--repeats``, ``--threads``; sets torch's thread count."""
+def parse_args(description: str, *, nnunet: bool = False) -> argparse.Namespace:
+    """``--model``, ``--shape``, ``--repeats``, ``--threads``, ``--precision``; sets the threads.
+
+    With ``nnunet``: also ``--end-to-end IMAGE`` and ``--spacings`` (seg_vs_nnunet.py).
+    """
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", default=None, help="medlens model folder (optional)")
     ap.add_argument("--shape", default="96x112x96", help="input volume (preprocessed grid)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="medlens's network precision (nnU-Net always runs float32 on CPU)",
+    )
+    if nnunet:
+        ap.add_argument(
+            "--end-to-end",
+            default=None,
+            metavar="IMAGE",
+            help="file-to-file comparison on this case (needs --model)",
+        )
+        ap.add_argument(
+            "--spacings",
+            default="",
+            help="also resample the case to these isotropic spacings (mm), e.g. 1.0",
+        )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     return args

@@ -110,7 +110,10 @@ def _nnunet_predictor(net, patch, n_classes, mirror):  # type: ignore[no-untyped
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n")[0])
+    args = parse_args(__doc__.split("\n")[0], nnunet=True)
+    if args.end_to_end:
+        end_to_end(args)
+        return
 
     from medlens.segmentation import build_network
     from medlens.segmentation._sliding import sliding_window_inference
@@ -189,6 +192,227 @@ def main() -> None:
             f"| {'on (8 passes)' if mirror else 'off'} | {tm:.2f} / {cm:.2f} | {tn:.2f} / "
             f"{cn:.2f} | {tn / tm:.2f} / {cn / cm:.2f} | "
             f"{diff:.2e} / {p99:.2e} ({scale:.1f}) | {agree:.5f} |"
+        )
+
+
+# ---------------------------------------------------------------------------
+# End to end: a NIfTI file in, a NIfTI label map out, on both sides.
+
+
+def _nnunet_model_folder(folder, plans, cfg_name, state_dict_nn):  # type: ignore[no-untyped-def]
+    """Write an nnU-Net v2 trained-model folder equivalent to a medlens model.
+
+    Same target spacing, patch, normalisation (per-image z-score, no mask),
+    3rd-order spline resampling of the image and 1st-order resampling of the
+    probabilities back (nnU-Net's defaults, ``order_z=0`` for anisotropic
+    spacing as medlens), the same PlainConvUNet and weights. medlens works in RAS
+    (i, j, k); SimpleITK gives nnU-Net (k, j, i), so ``transpose_forward`` is
+    (2, 1, 0) and the test files have a diagonal (RAS) affine: both then see the
+    same voxels in the same axis order.
+    """
+    import json
+    from pathlib import Path
+
+    c = plans.configurations[cfg_name]
+    n = c.network
+    fg = plans.intensity[0]
+    root = Path(folder)
+    (root / "fold_all").mkdir(parents=True, exist_ok=True)
+    labels = {"background": 0, **{k: v for k, v in plans.labels.items() if k != "background"}}
+    dataset = {
+        "channel_names": {str(i): ch for i, ch in enumerate(plans.channel_names)},
+        "labels": labels,
+        "numTraining": 1,
+        "file_ending": ".nii.gz",
+    }
+    zscore = {"zscore": "ZScoreNormalization", "CT": "CTNormalization"}
+    k = len(n.features)
+    arch = {
+        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+        "arch_kwargs": {
+            "n_stages": k,
+            "features_per_stage": list(n.features),
+            "conv_op": "torch.nn.modules.conv.Conv3d",
+            "kernel_sizes": [list(x) for x in n.kernel_sizes],
+            "strides": [list(x) for x in n.strides],
+            "n_conv_per_stage": [n.convs_per_stage] * k,
+            "n_conv_per_stage_decoder": [n.convs_per_stage] * (k - 1),
+            "conv_bias": True,
+            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+            "dropout_op": None,
+            "dropout_op_kwargs": None,
+            "nonlin": "torch.nn.LeakyReLU",
+            "nonlin_kwargs": {"inplace": True},
+        },
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+    }
+    resample = "resample_data_or_seg_to_shape"
+    conf = {
+        "data_identifier": "nnUNetPlans_3d_fullres",
+        "preprocessor_name": "DefaultPreprocessor",
+        "batch_size": c.batch_size,
+        "patch_size": list(c.patch_size),
+        "median_image_size_in_voxels": list(c.median_shape),
+        "spacing": list(c.spacing),
+        "normalization_schemes": [zscore[s] for s in c.normalization],
+        "use_mask_for_norm": list(c.use_mask_for_norm),
+        "resampling_fn_data": resample,
+        "resampling_fn_seg": resample,
+        "resampling_fn_data_kwargs": {
+            "is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None
+        },
+        "resampling_fn_seg_kwargs": {
+            "is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None
+        },
+        "resampling_fn_probabilities": resample,
+        "resampling_fn_probabilities_kwargs": {
+            "is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None
+        },
+        "architecture": arch,
+        "batch_dice": False,
+    }
+    nn_plans = {
+        "dataset_name": "Dataset901_Bench",
+        "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": list(c.spacing),
+        "original_median_shape_after_transp": list(c.median_shape),
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [2, 1, 0],
+        "transpose_backward": [2, 1, 0],
+        "configurations": {"3d_fullres": conf},
+        "experiment_planner_used": "ExperimentPlanner",
+        "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {
+            "0": {
+                "mean": fg["mean"], "std": fg["std"], "median": fg["median"],
+                "min": fg["min"], "max": fg["max"],
+                "percentile_00_5": fg["percentile_00_5"], "percentile_99_5": fg["percentile_99_5"],
+            }
+        },
+    }
+    (root / "dataset.json").write_text(json.dumps(dataset, indent=1))
+    (root / "plans.json").write_text(json.dumps(nn_plans, indent=1))
+    torch.save(
+        {
+            "network_weights": state_dict_nn,
+            "init_args": {"configuration": "3d_fullres"},
+            "trainer_name": "nnUNetTrainer",
+            "inference_allowed_mirroring_axes": (0, 1, 2),
+        },
+        root / "fold_all" / "checkpoint_final.pth",
+    )
+
+
+def _test_cases(image_path, out_dir, plan_spacing, extra_spacings):  # type: ignore[no-untyped-def]
+    """RAS, diagonal-affine NIfTI copies of a case: as acquired, resampled to each spacing.
+
+    Resampled copies are cubic B-spline, rounded and clipped at 0 to int16 (as a
+    scanner would store them), so the zero background stays zero for the crop.
+    """
+    from pathlib import Path
+
+    from medlens.image import Image, reorient, resample
+    from medlens.io import read_image, write_image
+
+    img = reorient(read_image(image_path), "RAS")
+    diag = np.diag([*img.spacing, 1.0])
+    diag[:3, 3] = img.origin
+    ras = Image(np.asarray(img.array), diag)
+    cases = {"as acquired": ras}
+    for sp in extra_spacings:
+        cases[f"{sp:g} mm"] = resample(ras, spacing=(sp,) * 3, interpolation="bspline")
+    cases["plan spacing"] = resample(ras, spacing=tuple(plan_spacing), interpolation="bspline")
+    paths = {}
+    for i, (name, im) in enumerate(cases.items()):
+        p = Path(out_dir) / f"case{i}_0000.nii.gz"
+        arr = np.clip(np.rint(np.asarray(im.array, dtype=np.float64)), 0, 32767)
+        write_image(im.with_array(arr.astype(np.int16)), p)
+        paths[name] = (p, im.spatial_shape, im.spacing)
+    return paths
+
+
+def end_to_end(args) -> None:  # type: ignore[no-untyped-def]
+    """File-to-file comparison (``--end-to-end IMAGE``)."""
+    import resource
+    import tempfile
+    from pathlib import Path
+
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from medlens.io import read_image, write_image
+    from medlens.segmentation._predict import load_predictor
+
+    if not args.model:
+        raise SystemExit("--end-to-end needs --model (a trained medlens model folder)")
+    ours = load_predictor(args.model, threads=args.threads)
+    cfg = ours.configuration
+    theirs = _plain_conv_unet(cfg.network)
+    sd = ours.networks[0].state_dict()
+    nn_sd = {k: sd[_medlens_key(k)].clone() for k in theirs.state_dict()}
+    extra = [float(s) for s in args.spacings.split(",")] if args.spacings else []
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        _nnunet_model_folder(t / "nnunet_model", ours.plans, cfg.name, nn_sd)
+        (t / "in").mkdir()
+        (t / "out").mkdir()
+        cases = _test_cases(args.end_to_end, t / "in", cfg.spacing, extra)
+        for mirror in (False, True):
+            nnp = nnUNetPredictor(
+                tile_step_size=0.5,
+                use_gaussian=True,
+                use_mirroring=mirror,
+                perform_everything_on_device=False,
+                device=torch.device("cpu"),
+                verbose=False,
+                verbose_preprocessing=False,
+                allow_tqdm=False,
+            )
+            nnp.initialize_from_trained_model_folder(str(t / "nnunet_model"), ("all",))
+            for name, (path, shape, spacing) in cases.items():
+                t_nn, t_ml, c_nn, c_ml = [], [], [], []
+                out_nn = t / "out" / f"nn_{path.name[:-12]}"
+                out_ml = t / "out" / f"ml_{path.name[:-12]}.nii.gz"
+                for _ in range(args.repeats):
+                    t0, c0 = time.perf_counter(), cpu()
+                    nnp.predict_from_files_sequential([[str(path)]], [str(out_nn)], False, True)
+                    t_nn.append(time.perf_counter() - t0)
+                    c_nn.append(cpu() - c0)
+                    t0, c0 = time.perf_counter(), cpu()
+                    img = read_image(path)
+                    lab, _ = ours.predict(img, step=0.5, mirror=mirror, precision=args.precision)
+                    write_image(lab, out_ml)
+                    t_ml.append(time.perf_counter() - t0)
+                    c_ml.append(cpu() - c0)
+                a = np.asarray(read_image(str(out_nn) + ".nii.gz").array) > 0
+                b = np.asarray(read_image(out_ml).array) > 0
+                dice = 2 * (a & b).sum() / max(1, a.sum() + b.sum())
+                rows.append(
+                    (name, shape, spacing, mirror, min(t_ml), min(c_ml), min(t_nn), min(c_nn), dice)
+                )
+    print(
+        f"\nend to end, NIfTI in -> NIfTI label map out; model {args.model} "
+        f"({cfg.name}: {[round(s, 2) for s in cfg.spacing]} mm, patch {list(cfg.patch_size)}, "
+        f"features {list(cfg.network.features)}); medlens precision {args.precision}; "
+        f"tile step 0.5; {args.threads} thread(s); fastest of {args.repeats}\n"
+    )
+    print(
+        "| input (shape, spacing mm) | mirroring TTA | medlens wall / CPU s | nnU-Net wall / CPU s "
+        "| nnU-Net / medlens wall / CPU | Dice(nnU-Net, medlens) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, shape, sp, mirror, tm, cm, tn, cn, dice in rows:
+        print(
+            f"| {name}: {'x'.join(map(str, shape))}, {'x'.join(f'{s:g}' for s in sp)} | "
+            f"{'on (8 passes)' if mirror else 'off'} | {tm:.2f} / {cm:.2f} | {tn:.2f} / {cn:.2f} "
+            f"| {tn / tm:.2f} / {cn / cm:.2f} | {dice:.4f} |"
         )
 
 

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,71 @@ def test_2d_configuration_trains_and_predicts_volumes(tmp_path):
     lab, _ = pred.predict(img, mirror=True)
     assert lab.spatial_shape == img.spatial_shape
     np.testing.assert_allclose(lab.affine, img.affine, atol=1e-6)
+
+
+def _general_mapping(pr, net_img, like):
+    """Reference: every channel through medlens.image.resample (the general path)."""
+    shape = like.spatial_shape
+    lab = np.zeros(shape, np.uint8)
+    probs = np.zeros((net_img.n_channels, *shape), np.float16)
+    pr._map_general(net_img, like, lab, probs, pr.label_values, 4)
+    return lab, probs
+
+
+@pytest.mark.parametrize("perm", list(itertools.permutations(range(3))))
+def test_separable_mapping_equals_general_resampling(model_dir, perm):
+    # axis-aligned grids (permuted, flipped, scaled, partly outside): the separable
+    # fast path must give the labels and probabilities of per-channel resampling
+    pred = load_predictor(model_dir)
+    pred.postprocessing, pred.fill_holes = {}, {}
+    rng = np.random.default_rng(sum(p * 3**i for i, p in enumerate(perm)))
+    net_shape = (9, 7, 6)
+    p = rng.random((3, *net_shape)).astype(np.float32)
+    p /= p.sum(0)
+    net_aff = np.diag([2.0, 2.5, 3.0, 1.0])
+    net_aff[:3, 3] = [1.0, -2.0, 0.5]
+    out_shape = (17, 13, 11)
+    a = np.zeros((3, 3))
+    for i, j in enumerate(perm):
+        a[j, i] = rng.choice([-1.0, 1.0]) * rng.uniform(0.9, 1.6)
+    like_aff = np.eye(4)
+    like_aff[:3, :3] = a
+    centre_net = net_aff[:3, :3] @ (np.array(net_shape) - 1) / 2 + net_aff[:3, 3]
+    like_aff[:3, 3] = centre_net - a @ (np.array(out_shape) - 1) / 2 + rng.uniform(-3, 3, 3)
+    net_img = Image(p, net_aff, channels=True)
+    like = Image(np.zeros(out_shape), like_aff)
+    lab, probs = pred.to_input_grid(net_img, like, return_probabilities=True, slab=5)
+    ref_lab, ref_probs = _general_mapping(pred, net_img, like)
+    assert probs is not None
+    # float16 storage of float32 values that agree to rounding: at most one float16 step
+    np.testing.assert_allclose(probs.astype(np.float32), ref_probs.astype(np.float32), atol=5e-4)
+    np.testing.assert_array_equal(lab.array, ref_lab)
+    assert 0 < int((ref_lab == 0).sum()) < ref_lab.size  # part inside, part outside the grid
+
+
+def test_rotated_grid_uses_general_resampling(model_dir):
+    pred = load_predictor(model_dir)
+    pred.postprocessing, pred.fill_holes = {}, {}
+    rng = np.random.default_rng(5)
+    p = rng.random((3, 8, 8, 6)).astype(np.float32)
+    p /= p.sum(0)
+    net_img = Image(p, np.diag([2.0, 2.0, 2.0, 1.0]), channels=True)
+    aff = _rotated_affine() @ np.diag([0.5, 0.5, 0.5, 1.0])
+    aff[:3, 3] = [2.0, 3.0, 1.0]
+    like = Image(np.zeros((12, 10, 8)), aff)
+    lab, probs = pred.to_input_grid(net_img, like, return_probabilities=True, slab=3)
+    ref_lab, ref_probs = _general_mapping(pred, net_img, like)
+    np.testing.assert_array_equal(lab.array, ref_lab)
+    np.testing.assert_array_equal(probs, ref_probs)
+
+
+def test_bfloat16_prediction_close_to_float32(model_dir):
+    pred = load_predictor(model_dir, threads=1)
+    x = np.random.default_rng(2).normal(size=(1, 16, 16, 8)).astype(np.float32)
+    a = pred.predict_logits(x, mirror=True)
+    b = pred.predict_logits(x, mirror=True, precision="bfloat16")
+    assert a.dtype == b.dtype == torch.float32
+    torch.testing.assert_close(b, a, rtol=0, atol=0.05)  # probabilities, bf16 has 8 bits
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match="precision"):
+        pred.predict_logits(x, precision="float16")

@@ -75,3 +75,57 @@ def test_gaussian_map_properties():
     assert g.shape == (9, 7, 5) and float(g.max()) == 1.0 and float(g.min()) > 0
     assert float(g[4, 3, 2]) == 1.0
     np.testing.assert_allclose(g.numpy(), g.numpy()[::-1, ::-1, ::-1], rtol=1e-6)
+
+
+def _reference_tta(net, x, patch, flips, n_out):
+    """Per tile: mean of the flipped-back predictions of every flip, Gaussian-weighted sum."""
+    starts = [tile_starts(s, p, 0.5) for s, p in zip(x.shape[1:], patch, strict=True)]
+    g = gaussian_importance_map(patch)
+    acc = torch.zeros((n_out, *x.shape[1:]))
+    wsum = torch.zeros(x.shape[1:])
+    with torch.no_grad():
+        for t in itertools.product(*starts):
+            sl = tuple(slice(s, s + p) for s, p in zip(t, patch, strict=True))
+            tile = x[(slice(None), *sl)][None]
+            dims = [[a + 2 for a in f] for f in flips]
+            ys = [torch.flip(net(torch.flip(tile, d)), d) for d in dims]
+            acc[(slice(None), *sl)] += torch.stack(ys).mean(0)[0] * g
+            wsum[sl] += g
+    return acc / wsum
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8, 20])
+def test_tile_mirror_pairs_in_one_batch_equal_per_tile_tta(batch_size):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1),
+        torch.nn.LeakyReLU(),
+        torch.nn.Conv3d(4, 2, 3, padding=1),
+    ).eval()
+    x = torch.randn(1, 24, 20, 12)
+    patch = (16, 12, 12)
+    flips = [c for r in range(3) for c in itertools.combinations((0, 2), r)]
+    ref = _reference_tta(net, x, patch, flips, 2)
+    out = sliding_window_inference(
+        net, x, patch, n_outputs=2, batch_size=batch_size, mirror_axes=(0, 2)
+    )
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_precision_is_close_and_checked():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 8, 3, padding=1),
+        torch.nn.InstanceNorm3d(8, affine=True),
+        torch.nn.LeakyReLU(),
+        torch.nn.Conv3d(8, 2, 3, padding=1),
+    ).eval()
+    x = torch.randn(1, 20, 20, 20)
+    a = sliding_window_inference(net, x, (16, 16, 16), n_outputs=2)
+    b = sliding_window_inference(net, x, (16, 16, 16), n_outputs=2, precision="bfloat16")
+    assert b.dtype == torch.float32
+    # bfloat16 keeps 8 significant bits: logits of order 1 agree to a few 1e-2
+    torch.testing.assert_close(b, a, rtol=0, atol=0.1)
+    assert float((b - a).abs().max()) > 0
+    with pytest.raises(ValueError, match="precision"):
+        sliding_window_inference(net, x, (16, 16, 16), n_outputs=2, precision="half")

@@ -61,9 +61,20 @@ class Predictor:
         step: float = 0.5,
         mirror: bool = True,
         batch_size: int = 4,
+        precision: str = "float32",
     ) -> torch.Tensor:
-        """Fold-averaged probabilities on the preprocessed grid, ``(K, *shape)`` float32."""
+        """Fold-averaged probabilities on the preprocessed grid, ``(K, *shape)`` float32.
+
+        ``batch_size`` counts network inputs (tile-mirroring pairs); ``precision``
+        is passed to :func:`~medlens.segmentation.sliding_window_inference`.
+        """
         cfg = self.configuration
+        if precision != "float32" and not all(
+            type(n).__name__ != "OnnxNetwork" for n in self.networks
+        ):
+            raise PredictionError(
+                f"precision {precision!r} needs the torch backend (ONNX Runtime runs float32)"
+            )
         x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
         d = cfg.spatial_dims
         mirror_axes = tuple(range(d)) if mirror else None
@@ -79,6 +90,7 @@ class Predictor:
                     step=step,
                     batch_size=batch_size,
                     mirror_axes=mirror_axes,
+                    precision=precision,
                 )
             else:  # 2D network over the slices of a 3D volume
                 ax = cfg.slice_axis if cfg.slice_axis is not None else 2
@@ -92,6 +104,7 @@ class Predictor:
                         step=step,
                         batch_size=batch_size,
                         mirror_axes=mirror_axes,
+                        precision=precision,
                     )
                     for i in range(xs.shape[1])
                 ]
@@ -110,6 +123,7 @@ class Predictor:
         batch_size: int = 4,
         return_probabilities: bool = False,
         slab: int = 32,
+        precision: str = "float32",
     ) -> tuple[Image, np.ndarray | None]:
         """Segment an image; the label map is on the input's grid.
 
@@ -122,11 +136,16 @@ class Predictor:
         mirror : bool
             Mirroring test-time augmentation over every spatial axis.
         batch_size : int
-            Tiles per forward pass.
+            Network inputs (tile-mirroring pairs) per forward pass.
         return_probabilities : bool
             Also return float16 probabilities ``(K, *input_shape)`` on the input grid.
         slab : int
             Output slices mapped back at a time (bounds memory).
+        precision : {"float32", "bfloat16"}
+            Network precision: ``"bfloat16"`` runs the networks under CPU
+            bfloat16 autocast (torch backend only), several times faster on CPUs
+            with AMX/AVX512-BF16 but not bit-equivalent: label maps can differ
+            at boundaries (see docs/benchmarks.md for the measured agreement).
 
         Returns
         -------
@@ -142,7 +161,9 @@ class Predictor:
                 f"the model expects {n_ch} channels, the input has {image.n_channels}"
             )
         pc = preprocess_case(image, None, self.plans, self.configuration)
-        probs = self.predict_logits(pc.data, step=step, mirror=mirror, batch_size=batch_size)
+        probs = self.predict_logits(
+            pc.data, step=step, mirror=mirror, batch_size=batch_size, precision=precision
+        )
         net_img = Image(probs.numpy(), np.array(pc.properties["affine"]), channels=True)
         return self.to_input_grid(
             net_img, image, return_probabilities=return_probabilities, slab=slab
@@ -151,7 +172,17 @@ class Predictor:
     def to_input_grid(
         self, net_probs: Image, like: Image, *, return_probabilities: bool = False, slab: int = 32
     ) -> tuple[Image, np.ndarray | None]:
-        """Map probabilities on the network grid onto ``like``'s grid, slab by slab."""
+        """Map probabilities on the network grid onto ``like``'s grid, slab by slab.
+
+        Linear interpolation in world space; output voxels outside the network
+        grid (ITK's half-voxel rule) get the background. When the two grids are
+        axis-aligned (one is a permutation/flip and scaling of the other, which
+        is what reorienting to RAS and resampling give), the interpolation is done
+        separably, one axis at a time, and only inside the network grid's
+        bounding box; otherwise each channel goes through
+        :func:`medlens.image.resample`. Both give the same values (float32
+        rounding apart).
+        """
         shape = like.spatial_shape
         region = self.plans.region_based
         k = net_probs.n_channels
@@ -159,8 +190,77 @@ class Predictor:
         dtype = np.uint8 if max(values) < 256 else np.int16
         labels = np.zeros(shape, dtype=dtype)
         out_probs = np.zeros((k, *shape), dtype=np.float16) if return_probabilities else None
-        n_last = shape[-1]
+        if out_probs is not None and not region:
+            out_probs[0] = 1.0
         arr = np.asarray(net_probs.array)
+        plan = _separable_plan(net_probs.affine, like.affine, arr.shape[1:], shape)
+        if plan is not None:
+            self._map_separable(arr, plan, labels, out_probs, values, slab)
+        else:
+            self._map_general(net_probs, like, labels, out_probs, values, slab)
+        if self.postprocessing or self.fill_holes:
+            labels = apply_postprocessing(
+                labels, self.plans, self.postprocessing, fill_holes=self.fill_holes
+            )
+        return Image(labels, like.affine, meta={"source": "medlens.segmentation"}), out_probs
+
+    def _labels_from(self, chans: np.ndarray, values: list[int], dtype: Any) -> np.ndarray:
+        """Label map of ``(K, ...)`` probabilities (argmax, or thresholded regions)."""
+        if self.plans.region_based:
+            lab = np.zeros(chans.shape[1:], dtype=dtype)
+            order = self.plans.regions_class_order or tuple(range(1, len(chans) + 1))
+            for c, val in enumerate(order):
+                lab[chans[c] > 0.5] = val
+            return lab
+        lut = np.asarray(values, dtype=dtype)
+        return lut[np.argmax(chans, axis=0)]
+
+    def _map_separable(
+        self,
+        arr: np.ndarray,
+        plan: list[tuple[int, np.ndarray, np.ndarray, int, int]],
+        labels: np.ndarray,
+        out_probs: np.ndarray | None,
+        values: list[int],
+        slab: int,
+    ) -> None:
+        # plan[e] = (network axis, lower index, weight, first, stop) for output axis e
+        box = tuple(slice(p[3], p[4]) for p in plan)
+        if any(p[4] <= p[3] for p in plan):
+            return
+        last = len(plan) - 1
+        d_last, i_last, w_last, lo_last, hi_last = plan[last]
+        for z0 in range(lo_last, hi_last, slab):
+            z1 = min(hi_last, z0 + slab)
+            sel = slice(z0 - lo_last, z1 - lo_last)
+            i0, w = i_last[sel], w_last[sel]
+            j0, j1 = int(i0.min()), int(i0.max()) + 2
+            sub = np.take(arr, np.arange(j0, min(j1, arr.shape[d_last + 1])), axis=d_last + 1)
+            # (K, *net axes) -> output axes: interpolate along each network axis
+            cur = _lerp_axis(sub, d_last + 1, i0 - j0, w)
+            for e in range(last):
+                d, ie, we = plan[e][:3]
+                cur = _lerp_axis(cur, d + 1, ie, we)
+            perm = [0] + [plan[e][0] + 1 for e in range(len(plan))]
+            cur = np.transpose(cur, perm)
+            out_sl = (*box[:last], slice(z0, z1))
+            labels[out_sl] = self._labels_from(cur, values, labels.dtype)
+            if out_probs is not None:
+                out_probs[(slice(None), *out_sl)] = cur
+
+    def _map_general(
+        self,
+        net_probs: Image,
+        like: Image,
+        labels: np.ndarray,
+        out_probs: np.ndarray | None,
+        values: list[int],
+        slab: int,
+    ) -> None:
+        shape = like.spatial_shape
+        region = self.plans.region_based
+        arr = np.asarray(net_probs.array)
+        n_last = shape[-1]
         for z0 in range(0, n_last, slab):
             z1 = min(n_last, z0 + slab)
             sub_shape = (*shape[:-1], z1 - z0)
@@ -169,35 +269,73 @@ class Predictor:
             aff = like.affine.copy()
             aff[:3, 3] = like.affine[:3, :3] @ off + like.affine[:3, 3]
             tmpl = Image(np.broadcast_to(np.uint8(0), sub_shape), aff)
-            best = None
-            lab = np.zeros(sub_shape, dtype=dtype)
             chans = []
-            for c in range(k):
+            for c in range(arr.shape[0]):
                 default = 1.0 if (c == 0 and not region) else 0.0
                 ch = Image(arr[c], net_probs.affine)
-                r = np.asarray(
-                    resample(ch, like=tmpl, interpolation="linear", default=default).array
+                chans.append(
+                    np.asarray(
+                        resample(ch, like=tmpl, interpolation="linear", default=default).array
+                    )
                 )
-                if out_probs is not None:
-                    out_probs[c, ..., z0:z1] = r
-                if region:
-                    chans.append(r)
-                elif best is None:
-                    best = r
-                else:
-                    win = r > best
-                    lab[win] = values[c]
-                    best = np.where(win, r, best)
-            if region:
-                order = self.plans.regions_class_order or tuple(range(1, k + 1))
-                for c, val in enumerate(order):
-                    lab[chans[c] > 0.5] = val
-            labels[..., z0:z1] = lab
-        if self.postprocessing or self.fill_holes:
-            labels = apply_postprocessing(
-                labels, self.plans, self.postprocessing, fill_holes=self.fill_holes
-            )
-        return Image(labels, like.affine, meta={"source": "medlens.segmentation"}), out_probs
+            stack = np.stack(chans)
+            if out_probs is not None:
+                out_probs[..., z0:z1] = stack
+            labels[..., z0:z1] = self._labels_from(stack, values, labels.dtype)
+
+
+def _separable_plan(
+    net_affine: np.ndarray,
+    out_affine: np.ndarray,
+    net_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+) -> list[tuple[int, np.ndarray, np.ndarray, int, int]] | None:
+    """Per output axis: the network axis it maps to, lerp indices/weights, inside range.
+
+    None when the grids are not axis-aligned (then the general resampler is used).
+    The inside range follows ITK's rule (continuous index in ``[-0.5, n - 0.5]``),
+    as :func:`medlens.image.resample`; outside it is edge-extended by clamping,
+    as scipy's ``mode="nearest"``.
+    """
+    n = len(out_shape)
+    m = np.linalg.inv(np.asarray(net_affine, dtype=np.float64)) @ np.asarray(
+        out_affine, dtype=np.float64
+    )
+    if n == 2 and (abs(m[2, 3]) > 1e-3 or np.abs(m[2, :2]).max() > 1e-6):
+        return None
+    mat, off = m[:n, :n], m[:n, 3]
+    scale = np.abs(mat).max()
+    nz = np.abs(mat) > 1e-9 * scale
+    if not (nz.sum(axis=0) == 1).all() or not (nz.sum(axis=1) == 1).all():
+        return None
+    plan = []
+    for e in range(n):
+        d = int(np.flatnonzero(nz[:, e])[0])
+        coord = mat[d, e] * np.arange(out_shape[e], dtype=np.float64) + off[d]
+        size = net_shape[d]
+        inside = (coord >= -0.5 - 1e-6) & (coord <= size - 0.5 + 1e-6)
+        idx = np.flatnonzero(inside)
+        lo, hi = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
+        c = np.clip(coord[lo:hi], 0.0, size - 1.0)
+        i0 = np.minimum(np.floor(c), max(size - 2, 0)).astype(np.int64)
+        w = (c - i0).astype(np.float32)
+        plan.append((d, i0, w, lo, hi))
+    return plan
+
+
+def _lerp_axis(a: np.ndarray, axis: int, i0: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Linear interpolation along one axis: ``a[i0] * (1 - w) + a[i0 + 1] * w``."""
+    if a.shape[axis] == 1:
+        return np.take(a, np.zeros_like(i0), axis=axis)
+    shape = [1] * a.ndim
+    shape[axis] = len(w)
+    wb = w.reshape(shape)
+    lo = np.take(a, i0, axis=axis)
+    hi = np.take(a, i0 + 1, axis=axis)
+    hi -= lo
+    hi *= wb
+    lo += hi
+    return lo
 
 
 def apply_postprocessing(

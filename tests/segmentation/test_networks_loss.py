@@ -89,3 +89,25 @@ def test_deep_supervision_weights_and_downsampled_targets():
     single = DiceCELoss()(outs[0], target)
     # equal-probability logits give the same loss at every scale here
     assert float(loss(outs, target)) == pytest.approx(float(single), rel=1e-6)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_inference_network_group_norm_equals_instance_norm(dims):
+    from medlens.segmentation import inference_network
+
+    torch.manual_seed(0)
+    net = build_network(NetworkConfig(dims, 2, 3, features=(4, 8, 16))).eval()
+    with torch.no_grad():  # non-trivial affine parameters
+        for m in net.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d | torch.nn.InstanceNorm3d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 2, *([16] * dims))
+    with torch.no_grad():
+        ref = net(x)
+        fast = inference_network(net)
+        out = fast(x)
+    inorm = torch.nn.InstanceNorm2d | torch.nn.InstanceNorm3d
+    assert not any(isinstance(m, inorm) for m in fast.modules())
+    assert sum(isinstance(m, torch.nn.GroupNorm) for m in fast.modules()) > 0
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)

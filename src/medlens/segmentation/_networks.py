@@ -15,7 +15,14 @@ from torch import nn
 
 from medlens.segmentation._config import NetworkConfig
 
-__all__ = ["MedNeXt", "NetworkConfig", "UNet", "build_network", "count_parameters"]
+__all__ = [
+    "MedNeXt",
+    "NetworkConfig",
+    "UNet",
+    "build_network",
+    "count_parameters",
+    "inference_network",
+]
 
 
 def _conv(d: int) -> Any:
@@ -228,6 +235,42 @@ def build_network(config: NetworkConfig) -> nn.Module:
     if config.architecture == "mednext":
         return MedNeXt(config)
     return UNet(config)
+
+
+def inference_network(net: nn.Module) -> nn.Module:
+    """The network in eval mode with each instance norm replaced by its group-norm twin.
+
+    ``GroupNorm(C, C)`` computes exactly instance normalisation (per sample and
+    channel statistics, biased variance, the same eps and per-channel affine), and
+    torch's CPU group-norm kernel is faster: measured 4-11% per forward for the
+    U-Nets medlens plans (docs/benchmarks.md), outputs equal within 2e-5.
+    Inference only (in training mode InstanceNorm and GroupNorm also agree, but
+    the trainer keeps the modules it built). Modifies ``net`` in place and
+    returns it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = build_network(NetworkConfig(3, 1, 2, features=(4, 8))).eval()
+    >>> x = torch.randn(2, 1, 8, 8, 8)
+    >>> with torch.no_grad():
+    ...     a = net(x)
+    ...     b = inference_network(net)(x)
+    >>> bool(torch.allclose(a, b, atol=1e-5)), any(
+    ...     isinstance(m, torch.nn.InstanceNorm3d) for m in net.modules())
+    (True, False)
+    """
+    for mod in list(net.modules()):
+        for name, child in list(mod.named_children()):
+            if isinstance(child, nn.InstanceNorm2d | nn.InstanceNorm3d) and child.affine:
+                if child.track_running_stats:
+                    continue
+                gn = nn.GroupNorm(child.num_features, child.num_features, eps=child.eps)
+                with torch.no_grad():
+                    gn.weight.copy_(child.weight)
+                    gn.bias.copy_(child.bias)
+                setattr(mod, name, gn)
+    return net.eval()
 
 
 def count_parameters(net: nn.Module) -> int:

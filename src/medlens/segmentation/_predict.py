@@ -22,7 +22,7 @@ import torch
 
 from medlens.errors import MedlensError
 from medlens.image import Image, resample
-from medlens.segmentation._networks import build_network
+from medlens.segmentation._networks import build_network, inference_network
 from medlens.segmentation._plan import Configuration, Plans
 from medlens.segmentation._preprocess import preprocess_case
 from medlens.segmentation._sliding import sliding_window_inference
@@ -384,6 +384,7 @@ def load_predictor(
     checkpoint: str = "checkpoint_final.pt",
     threads: int | None = None,
     backend: str = "torch",
+    group_norm: bool = True,
 ) -> Predictor:
     """Load a trained model folder (``plans.json`` + ``fold_*/checkpoint_final.pt``).
 
@@ -402,6 +403,11 @@ def load_predictor(
         ``fold_<k>/network.onnx`` files that :func:`medlens.segmentation.export_onnx`
         writes (same outputs within float32 rounding; see ``benchmarks/seg_onnx.py``
         for which is faster).
+    group_norm : bool
+        Torch backend: run each instance norm as the equivalent, faster
+        ``GroupNorm(C, C)`` (:func:`~medlens.segmentation.inference_network`;
+        outputs equal within 2e-5). False keeps the trained modules as built
+        (ONNX export does).
 
     Raises
     ------
@@ -436,6 +442,8 @@ def load_predictor(
         net = build_network(NetworkConfig.from_dict(state["network"]))
         net.load_state_dict(state["model"])
         net.eval()
+        if backend == "torch" and group_norm:
+            net = inference_network(net)
         if backend == "onnx":
             from medlens.segmentation._onnx import OnnxNetwork, onnx_path
 

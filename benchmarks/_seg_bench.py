@@ -13,7 +13,9 @@ import torch
 
 
 def parse_args(description: str, *, nnunet: bool = False) -> argparse.Namespace:
-    """``--model``, ``--shape``, ``--repeats``, ``--threads``, ``--precision``; sets the threads.
+    """``--model``, ``--shape``, ``--repeats``, ``--threads``, ``--precision``, ``--tta``.
+
+    Sets torch's thread count; adds ``mirrors`` and ``precisions`` tuples.
 
     With ``nnunet``: also ``--end-to-end IMAGE`` and ``--spacings`` (seg_vs_nnunet.py).
     """
@@ -25,9 +27,13 @@ def parse_args(description: str, *, nnunet: bool = False) -> argparse.Namespace:
     ap.add_argument(
         "--precision",
         default="float32",
-        choices=("float32", "bfloat16"),
-        help="medlens's network precision (nnU-Net always runs float32 on CPU)",
+        choices=("float32", "bfloat16", "both"),
+        help="medlens's network precision (both: float32 and bfloat16 rows)",
     )
+    ap.add_argument(
+        "--batch-size", type=int, default=1, help="medlens tiles a batch (its predictor's default)"
+    )
+    ap.add_argument("--tta", default="both", choices=("off", "on", "both"), help="mirroring TTA")
     if nnunet:
         ap.add_argument(
             "--end-to-end",
@@ -42,6 +48,10 @@ def parse_args(description: str, *, nnunet: bool = False) -> argparse.Namespace:
         )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    args.mirrors = {"off": (False,), "on": (True,), "both": (False, True)}[args.tta]
+    args.precisions = (
+        ("float32", "bfloat16") if args.precision == "both" else (args.precision,)
+    )
     return args
 
 
@@ -49,8 +59,18 @@ def trained_network(model: str, threads: int) -> tuple[Any, Any, tuple[int, ...]
     """The first network of a trained model folder, its NetworkConfig and patch size."""
     from medlens.segmentation._predict import load_predictor
 
-    pred = load_predictor(model, threads=threads)
+    pred = load_predictor(model, threads=threads)  # medlens's inference network (group norms)
     return pred.networks[0], pred.configuration.network, tuple(pred.configuration.patch_size)
+
+
+def medlens_network(cfg: Any, state: dict[str, Any] | None = None) -> Any:
+    """medlens's network for a config as its predictor runs it (eval, group norms)."""
+    from medlens.segmentation import build_network, inference_network
+
+    net = build_network(cfg)
+    if state is not None:
+        net.load_state_dict(state)
+    return inference_network(net)
 
 
 def demo_network_config() -> tuple[Any, tuple[int, ...]]:

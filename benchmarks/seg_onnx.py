@@ -1,8 +1,10 @@
 """torch vs ONNX Runtime for medlens's sliding-window prediction, same network and input.
 
 The network is exported with ``medlens.segmentation._onnx.export_network_onnx``
-(the code path of ``medlens seg export-onnx``) and run through the same
-``sliding_window_inference`` (tile step 0.5, Gaussian map, 4 tiles per batch)
+(the code path of ``medlens seg export-onnx``, which exports the trained
+instance norms) and run through the same
+``sliding_window_inference`` (tile step 0.5, Gaussian map, ``--batch-size`` tiles,
+default 1 as medlens's predictor)
 once as the torch module and once as an ONNX Runtime session, with mirroring
 TTA off and on. Prints the times, the ratio and the largest logit difference.
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _seg_bench import demo_network_config, parse_args, trained_network
+from _seg_bench import demo_network_config, medlens_network, parse_args, trained_network
 
 
 def main() -> None:
@@ -37,11 +39,14 @@ def main() -> None:
         cfg, patch = demo_network_config()
         torch.manual_seed(0)
         net = build_network(cfg)
+        net = medlens_network(cfg, net.state_dict())  # as the predictor runs it
         source = "random weights"
     net.eval()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        path = export_network_onnx(net, cfg.in_channels, patch, Path(tmp) / "n.onnx")
+        trained_modules = build_network(cfg)  # what `seg export-onnx` exports: instance norms
+        trained_modules.load_state_dict(net.state_dict())
+        path = export_network_onnx(trained_modules, cfg.in_channels, patch, Path(tmp) / "n.onnx")
         t_export = time.perf_counter() - t0
         onnx_net = OnnxNetwork(path, threads=args.threads)
         shape = tuple(int(s) for s in args.shape.split("x"))
@@ -49,7 +54,7 @@ def main() -> None:
             np.random.default_rng(0).standard_normal((cfg.in_channels, *shape)).astype(np.float32)
         )
         rows = []
-        for mirror in (False, True):
+        for mirror in args.mirrors:
             times: dict[str, list[float]] = {"torch": [], "onnx": []}
             cpu: dict[str, list[float]] = {"torch": [], "onnx": []}
             outs = {}
@@ -62,7 +67,7 @@ def main() -> None:
                         patch,
                         n_outputs=cfg.out_channels,
                         step=0.5,
-                        batch_size=4,
+                        batch_size=args.batch_size,
                         mirror_axes=(0, 1, 2) if mirror else None,
                     )
                     times[name].append(time.perf_counter() - t0)

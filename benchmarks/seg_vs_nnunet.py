@@ -31,7 +31,25 @@ environment beside the same torch (its torchvision does not import with torch
 With ``--model`` the network topology and patch come from a trained medlens
 model folder (``medlens demo`` writes one) and its weights are used for both;
 without it, the width-8 5-stage U-Net with patch 64x80x64 that ``medlens demo``
-plans is built with random weights.
+plans is built with random weights. medlens runs the network as its predictor
+does (``inference_network``: group norms, oneDNN convolutions; one tile-mirroring
+pair a batch, ``--batch-size``); ``--precision bfloat16|both`` adds medlens's
+bfloat16 autocast (nnU-Net stays float32, its CPU default) with the argmax
+agreement to medlens float32.
+
+``--end-to-end IMAGE --model DIR`` compares whole cases from a NIfTI file to a
+NIfTI label map: an nnU-Net v2 model folder equivalent to the medlens model is
+written (same target spacing, patch, z-score normalisation, PlainConvUNet and
+weights; see ``_nnunet_model_folder``) and nnU-Net runs
+``nnUNetPredictor.predict_from_files_sequential`` (its preprocessing, sliding
+window, resampling of the probabilities back and export, in this process),
+medlens ``read_image`` -> ``Predictor.predict`` -> ``write_image``. The case is
+written in RAS with a diagonal affine as acquired, resampled to each
+``--spacings`` value and resampled to the plan's spacing. CPU time counts this
+process and its children (``getrusage``).
+
+    PYTHONPATH=src /tmp/nnv/bin/python benchmarks/seg_vs_nnunet.py --model DIR \
+        --end-to-end IMAGE --spacings 1.0 --precision both
 """
 
 from __future__ import annotations
@@ -41,7 +59,7 @@ import time
 
 import numpy as np
 import torch
-from _seg_bench import demo_network_config, parse_args, trained_network
+from _seg_bench import demo_network_config, medlens_network, parse_args, trained_network
 
 
 def _medlens_key(k: str) -> str:
@@ -115,7 +133,6 @@ def main() -> None:
         end_to_end(args)
         return
 
-    from medlens.segmentation import build_network
     from medlens.segmentation._sliding import sliding_window_inference
 
     if args.model:
@@ -127,8 +144,7 @@ def main() -> None:
         cfg, patch = demo_network_config()
         torch.manual_seed(0)
         theirs = _plain_conv_unet(cfg)
-        ours = build_network(cfg)
-        ours.load_state_dict({_medlens_key(k): v for k, v in theirs.state_dict().items()})
+        ours = medlens_network(cfg, {_medlens_key(k): v for k, v in theirs.state_dict().items()})
         source = "random weights"
     ours.eval()
     theirs.eval()
@@ -146,52 +162,75 @@ def main() -> None:
     vol = torch.from_numpy(rng.standard_normal((cfg.in_channels, *shape)).astype(np.float32))
     k = cfg.out_channels
     rows = []
-    for mirror in (False, True):
+    for mirror in args.mirrors:
         nn_pred = _nnunet_predictor(theirs, patch, k, mirror)
-        t_nn, t_ml, c_nn, c_ml = [], [], [], []
-        out_nn = out_ml = None
+        t_nn, c_nn = [], []
+        t_ml: dict[str, list[float]] = {p: [] for p in args.precisions}
+        c_ml: dict[str, list[float]] = {p: [] for p in args.precisions}
+        out_ml: dict[str, torch.Tensor] = {}
+        out_nn = None
         for _ in range(args.repeats):
             t0, c0 = time.perf_counter(), time.process_time()
             out_nn = nn_pred.predict_sliding_window_return_logits(vol)
             t_nn.append(time.perf_counter() - t0)
             c_nn.append(time.process_time() - c0)
-            t0, c0 = time.perf_counter(), time.process_time()
-            out_ml = sliding_window_inference(
-                ours,
-                vol,
-                patch,
-                n_outputs=k,
-                step=0.5,
-                batch_size=4,
-                mirror_axes=(0, 1, 2) if mirror else None,
-            )
-            t_ml.append(time.perf_counter() - t0)
-            c_ml.append(time.process_time() - c0)
-        assert out_nn is not None and out_ml is not None
+            for prec in args.precisions:
+                t0, c0 = time.perf_counter(), time.process_time()
+                out_ml[prec] = sliding_window_inference(
+                    ours,
+                    vol,
+                    patch,
+                    n_outputs=k,
+                    step=0.5,
+                    batch_size=args.batch_size,
+                    mirror_axes=(0, 1, 2) if mirror else None,
+                    precision=prec,
+                )
+                t_ml[prec].append(time.perf_counter() - t0)
+                c_ml[prec].append(time.process_time() - c0)
+        assert out_nn is not None
         o_nn = torch.as_tensor(out_nn).float()
-        ad = (o_nn - out_ml).abs()
-        diff = float(ad.max())
-        p99 = float(torch.quantile(ad.flatten()[:: max(1, ad.numel() // 2_000_000)], 0.99))
-        scale = float(out_ml.abs().max())
-        agree = float((o_nn.argmax(0) == out_ml.argmax(0)).float().mean())
-        rows.append(
-            (mirror, min(t_ml), min(t_nn), min(c_ml), min(c_nn), diff, p99, scale, agree)
-        )
+        for prec in args.precisions:
+            ad = (o_nn - out_ml[prec]).abs()
+            diff = float(ad.max())
+            p99 = float(torch.quantile(ad.flatten()[:: max(1, ad.numel() // 2_000_000)], 0.99))
+            scale = float(out_ml[prec].abs().max())
+            agree = float((o_nn.argmax(0) == out_ml[prec].argmax(0)).float().mean())
+            vs32 = (
+                float((out_ml[prec].argmax(0) == out_ml["float32"].argmax(0)).float().mean())
+                if "float32" in out_ml
+                else float("nan")
+            )
+            rows.append(
+                (
+                    mirror,
+                    prec,
+                    min(t_ml[prec]),
+                    min(t_nn),
+                    min(c_ml[prec]),
+                    min(c_nn),
+                    diff,
+                    p99,
+                    scale,
+                    agree,
+                    vs32,
+                )
+            )
     print(
         f"\ninput {args.shape} (preprocessed grid), tile step 0.5, Gaussian, "
-        f"{args.threads} thread(s), fastest of {args.repeats}\n"
+        f"{args.threads} thread(s), fastest of {args.repeats}; nnU-Net float32\n"
     )
     print(
-        "| mirroring TTA | medlens wall / CPU s | nnU-Net wall / CPU s | nnU-Net / medlens wall "
-        "/ CPU | |logit diff| max / 99th "
-        "percentile (max |logit|) | argmax agreement |"
+        "| mirroring TTA | medlens precision | medlens wall / CPU s | nnU-Net wall / CPU s | "
+        "nnU-Net / medlens wall / CPU | |logit diff| max / 99th percentile (max |logit|) | "
+        "argmax agreement with nnU-Net | argmax agreement with medlens float32 |"
     )
-    print("|---|---|---|---|---|---|")
-    for mirror, tm, tn, cm, cn, diff, p99, scale, agree in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for mirror, prec, tm, tn, cm, cn, diff, p99, scale, agree, vs32 in rows:
         print(
-            f"| {'on (8 passes)' if mirror else 'off'} | {tm:.2f} / {cm:.2f} | {tn:.2f} / "
-            f"{cn:.2f} | {tn / tm:.2f} / {cn / cm:.2f} | "
-            f"{diff:.2e} / {p99:.2e} ({scale:.1f}) | {agree:.5f} |"
+            f"| {'on (8 passes)' if mirror else 'off'} | {prec} | {tm:.2f} / {cm:.2f} | "
+            f"{tn:.2f} / {cn:.2f} | {tn / tm:.2f} / {cn / cm:.2f} | "
+            f"{diff:.2e} / {p99:.2e} ({scale:.1f}) | {agree:.5f} | {vs32:.5f} |"
         )
 
 
@@ -364,7 +403,7 @@ def end_to_end(args) -> None:  # type: ignore[no-untyped-def]
         (t / "in").mkdir()
         (t / "out").mkdir()
         cases = _test_cases(args.end_to_end, t / "in", cfg.spacing, extra)
-        for mirror in (False, True):
+        for mirror in args.mirrors:
             nnp = nnUNetPredictor(
                 tile_step_size=0.5,
                 use_gaussian=True,
@@ -377,44 +416,70 @@ def end_to_end(args) -> None:  # type: ignore[no-untyped-def]
             )
             nnp.initialize_from_trained_model_folder(str(t / "nnunet_model"), ("all",))
             for name, (path, shape, spacing) in cases.items():
-                t_nn, t_ml, c_nn, c_ml = [], [], [], []
+                t_nn, c_nn = [], []
+                t_ml: dict[str, list[float]] = {p: [] for p in args.precisions}
+                c_ml: dict[str, list[float]] = {p: [] for p in args.precisions}
                 out_nn = t / "out" / f"nn_{path.name[:-12]}"
-                out_ml = t / "out" / f"ml_{path.name[:-12]}.nii.gz"
                 for _ in range(args.repeats):
                     t0, c0 = time.perf_counter(), cpu()
                     nnp.predict_from_files_sequential([[str(path)]], [str(out_nn)], False, True)
                     t_nn.append(time.perf_counter() - t0)
                     c_nn.append(cpu() - c0)
-                    t0, c0 = time.perf_counter(), cpu()
-                    img = read_image(path)
-                    lab, _ = ours.predict(img, step=0.5, mirror=mirror, precision=args.precision)
-                    write_image(lab, out_ml)
-                    t_ml.append(time.perf_counter() - t0)
-                    c_ml.append(cpu() - c0)
+                    for prec in args.precisions:
+                        t0, c0 = time.perf_counter(), cpu()
+                        img = read_image(path)
+                        lab, _ = ours.predict(img, step=0.5, mirror=mirror, precision=prec)
+                        write_image(lab, t / "out" / f"ml_{prec}_{path.name[:-12]}.nii.gz")
+                        t_ml[prec].append(time.perf_counter() - t0)
+                        c_ml[prec].append(cpu() - c0)
                 a = np.asarray(read_image(str(out_nn) + ".nii.gz").array) > 0
-                b = np.asarray(read_image(out_ml).array) > 0
-                dice = 2 * (a & b).sum() / max(1, a.sum() + b.sum())
-                rows.append(
-                    (name, shape, spacing, mirror, min(t_ml), min(c_ml), min(t_nn), min(c_nn), dice)
-                )
+                masks = {
+                    p: np.asarray(
+                        read_image(t / "out" / f"ml_{p}_{path.name[:-12]}.nii.gz").array
+                    )
+                    > 0
+                    for p in args.precisions
+                }
+                for prec in args.precisions:
+                    b = masks[prec]
+                    d32 = _dice(b, masks["float32"]) if "float32" in masks else float("nan")
+                    rows.append(
+                        (
+                            name,
+                            shape,
+                            spacing,
+                            mirror,
+                            prec,
+                            min(t_ml[prec]),
+                            min(c_ml[prec]),
+                            min(t_nn),
+                            min(c_nn),
+                            _dice(a, b),
+                            d32,
+                        )
+                    )
     print(
         f"\nend to end, NIfTI in -> NIfTI label map out; model {args.model} "
         f"({cfg.name}: {[round(s, 2) for s in cfg.spacing]} mm, patch {list(cfg.patch_size)}, "
-        f"features {list(cfg.network.features)}); medlens precision {args.precision}; "
+        f"features {list(cfg.network.features)}); nnU-Net float32; "
         f"tile step 0.5; {args.threads} thread(s); fastest of {args.repeats}\n"
     )
     print(
-        "| input (shape, spacing mm) | mirroring TTA | medlens wall / CPU s | nnU-Net wall / CPU s "
-        "| nnU-Net / medlens wall / CPU | Dice(nnU-Net, medlens) |"
+        "| input (shape, spacing mm) | mirroring TTA | medlens precision | medlens wall / CPU s | "
+        "nnU-Net wall / CPU s | nnU-Net / medlens wall / CPU | Dice(nnU-Net, medlens) | "
+        "Dice(medlens float32, this) |"
     )
-    print("|---|---|---|---|---|---|")
-    for name, shape, sp, mirror, tm, cm, tn, cn, dice in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for name, shape, sp, mirror, prec, tm, cm, tn, cn, dice, d32 in rows:
         print(
             f"| {name}: {'x'.join(map(str, shape))}, {'x'.join(f'{s:g}' for s in sp)} | "
-            f"{'on (8 passes)' if mirror else 'off'} | {tm:.2f} / {cm:.2f} | {tn:.2f} / {cn:.2f} "
-            f"| {tn / tm:.2f} / {cn / cm:.2f} | {dice:.4f} |"
+            f"{'on (8 passes)' if mirror else 'off'} | {prec} | {tm:.2f} / {cm:.2f} | "
+            f"{tn:.2f} / {cn:.2f} | {tn / tm:.2f} / {cn / cm:.2f} | {dice:.4f} | {d32:.5f} |"
         )
 
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / max(1, int(a.sum() + b.sum())))
 
 if __name__ == "__main__":
     main()

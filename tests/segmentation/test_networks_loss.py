@@ -91,8 +91,10 @@ def test_deep_supervision_weights_and_downsampled_targets():
     assert float(loss(outs, target)) == pytest.approx(float(single), rel=1e-6)
 
 
-@pytest.mark.parametrize("dims", [2, 3])
-def test_inference_network_group_norm_equals_instance_norm(dims):
+@pytest.mark.parametrize(("dims", "batch"), [(2, 1), (2, 3), (3, 1), (3, 3)])
+def test_inference_network_equals_the_trained_modules(dims, batch):
+    # group norms for instance norms, oneDNN convolutions (batch 1 is where torch
+    # would otherwise take its im2col kernel): the same function within float32 rounding
     from medlens.segmentation import inference_network
 
     torch.manual_seed(0)
@@ -102,11 +104,18 @@ def test_inference_network_group_norm_equals_instance_norm(dims):
             if isinstance(m, torch.nn.InstanceNorm2d | torch.nn.InstanceNorm3d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
-    x = torch.randn(3, 2, *([16] * dims))
+    x = torch.randn(batch, 2, *([16] * dims))
     with torch.no_grad():
         ref = net(x)
         fast = inference_network(net)
         out = fast(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # falls back to torch's conv
+            low = fast(x).float()
+    grad_out = fast(x)  # with autograd on: torch's conv, differentiable
+    grad_out.sum().backward()
+    assert fast.encoder[0][0][0].weight.grad is not None  # (heads of unused depths get none)
+    torch.testing.assert_close(low, ref, rtol=0, atol=0.25)
+    torch.testing.assert_close(grad_out.detach(), ref, rtol=0, atol=1e-4)
     inorm = torch.nn.InstanceNorm2d | torch.nn.InstanceNorm3d
     assert not any(isinstance(m, inorm) for m in fast.modules())
     assert sum(isinstance(m, torch.nn.GroupNorm) for m in fast.modules()) > 0

@@ -112,12 +112,18 @@ def test_grappa_keeps_acquired_lines_and_fills_missing(phantom: np.ndarray) -> N
     # noiseless (but not inverse-crime) data: the missing lines are predictable
     sim = simulate_kspace(phantom, coils=8, acceleration=3, acs=16, noise=0.0, seed=3)
     y = sim.masked_kspace[0]
-    out = grappa(y, sim.mask)
-    np.testing.assert_array_equal(out[:, :, sim.mask], y[:, :, sim.mask])
     full = sim.kspace[0]
     miss = ~sim.mask
-    err = np.linalg.norm(out[:, :, miss] - full[:, :, miss]) / np.linalg.norm(full[:, :, miss])
-    assert err < 0.1
+    # plain GRAPPA with two source columns per side (the classical kernel), and the
+    # default (one column per side, Wiener gain): both keep the acquired lines
+    for opts, tol in (
+        ({"sources_per_side": 2, "lamda": "auto", "shrink": False}, 0.1),
+        ({}, 0.15),
+    ):
+        out = grappa(y, sim.mask, **opts)
+        np.testing.assert_array_equal(out[:, :, sim.mask], y[:, :, sim.mask])
+        err = np.linalg.norm(out[:, :, miss] - full[:, :, miss]) / np.linalg.norm(full[:, :, miss])
+        assert err < tol, (opts, err)
 
 
 @pytest.mark.parametrize("method", ["grappa", "sense", "l1", "tv"])
@@ -251,7 +257,6 @@ def test_sense_on_shared_cg_matches_the_former_loop(
     old = _sense_loop_before_merge(y, maps, sim8.mask, lamda, max_iter, 1e-6, discrepancy, x0)
     new = sense_reconstruction(y, maps, mask=sim8.mask, lamda=lamda, max_iter=max_iter,
                                discrepancy=discrepancy, x0=x0)  # fmt: skip
-    if x0 is None and discrepancy is None:
-        np.testing.assert_array_equal(new, old)  # the same arithmetic, bit for bit
-    else:
-        np.testing.assert_allclose(new, old, rtol=1e-5, atol=1e-6 * float(np.abs(old).max()))
+    # the column-mask normal operator (1D FFTs along the phase-encoding axis) is the same
+    # operator as M F S's normal; only the float32 rounding differs
+    np.testing.assert_allclose(new, old, rtol=0, atol=3e-4 * float(np.abs(old).max()))

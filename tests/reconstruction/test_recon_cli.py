@@ -75,6 +75,14 @@ def test_run_true_maps_to_h5(simulated: Path) -> None:
                  "--maps", "true", "--iters", "20"]) == 0  # fmt: skip
     with h5py.File(out) as f:
         assert f["reconstruction"].shape == (2, 48, 32)
+        plain = f["reconstruction"][()]
+    floor = simulated.parent / "sense_true_rss.h5"
+    assert main(["recon", "run", str(simulated), str(floor), "--method", "sense", "--maps",
+                 "true", "--iters", "20", "--magnitude", "expected-rss"]) == 0  # fmt: skip
+    with h5py.File(floor) as f:
+        with_floor = f["reconstruction"][()]
+    # the expected RSS adds the noise floor: never below |x|, equal where |x| >> noise
+    assert np.all(with_floor >= plain - 1e-6) and np.any(with_floor > plain)
 
 
 def test_run_errors(simulated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,6 +98,9 @@ def test_run_errors(simulated: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["recon", "run", str(simulated), str(tmp_path / "x.h5"), "--method",
                  "varnet"]) == 2  # fmt: skip
     assert "needs --model" in capsys.readouterr().err
+    assert main(["recon", "run", str(simulated), str(tmp_path / "x.h5"), "--method", "sense",
+                 "--magnitude", "loud"]) == 2  # fmt: skip
+    assert "unknown --magnitude 'loud'" in capsys.readouterr().err
 
 
 def test_simulate_errors(volume: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -239,7 +239,15 @@ def run(
     lamda: float | None = typer.Option(
         None, "--lamda", help="Regularisation weight (default: automatic)."
     ),
-    iters: int | None = typer.Option(None, "--iters", min=1, help="Iteration budget."),
+    iters: int | None = typer.Option(
+        None, "--iters", min=1,
+        help="Iteration budget (default: automatic; sense: k-space cross-validation).",
+    ),
+    magnitude: str = typer.Option(
+        "abs", "--magnitude",
+        help="sense / cs-wavelet / tv output: abs (|x|) | expected-rss (estimate of the fully "
+        "sampled RSS image, its noise floor included).",
+    ),
     crop: bool = typer.Option(
         True, "--crop/--no-crop", help="Centre-crop to the header's recon matrix (fastMRI)."
     ),
@@ -265,13 +273,20 @@ def run(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from medlens.reconstruction import CLASSICAL_METHODS, MAP_ESTIMATORS, reconstruct_slice
+    from medlens.reconstruction import (
+        CLASSICAL_METHODS,
+        MAGNITUDES,
+        MAP_ESTIMATORS,
+        reconstruct_slice,
+    )
 
     methods = (*CLASSICAL_METHODS, "varnet")
     if method not in methods:
         raise MedlensError(f"unknown --method {method!r}; choose one of {', '.join(methods)}")
     if maps not in MAP_ESTIMATORS:
         raise MedlensError(f"unknown --maps {maps!r}; choose one of {', '.join(MAP_ESTIMATORS)}")
+    if magnitude not in MAGNITUDES:
+        raise MedlensError(f"unknown --magnitude {magnitude!r}; choose abs or expected-rss")
     suffix = (
         "".join(output.suffixes[-2:]).lower() if output.suffix == ".gz" else output.suffix.lower()
     )
@@ -320,7 +335,7 @@ def run(
                     out[s] = reconstruct_slice(
                         k, method=method, mask=stack.mask,
                         maps=stack.true_maps if stack.true_maps is not None else maps,
-                        options=opts, callback=cb,
+                        options=opts, callback=cb, magnitude=magnitude,
                     )  # fmt: skip
             except ValueError as e:
                 raise MedlensError(f"{input}: slice {s}: {e}") from None

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from medlens.reconstruction._algorithms import (
     IterationInfo,
+    calibration_noise_level,
     conjugate_gradient,
+    cross_validated_iterations,
     fista,
     grappa,
     grappa_reconstruction,
@@ -23,7 +25,7 @@ from medlens.reconstruction._algorithms import (
     tv_reconstruction,
     zero_filled,
 )
-from medlens.reconstruction._coils import espirit_maps, lowres_maps, rss, walsh_maps
+from medlens.reconstruction._coils import espirit_maps, expected_rss, lowres_maps, rss, walsh_maps
 from medlens.reconstruction._fft import fft2c, fftc, ifft2c, ifftc
 from medlens.reconstruction._linop import (
     FFT,
@@ -50,6 +52,7 @@ from medlens.reconstruction._masks import (
 )
 from medlens.reconstruction._run import (
     CLASSICAL_METHODS,
+    MAGNITUDES,
     MAP_ESTIMATORS,
     calibration_size,
     estimate_maps,
@@ -67,6 +70,7 @@ from medlens.reconstruction._simulate import (
 __all__ = [
     "CLASSICAL_METHODS",
     "FFT",
+    "MAGNITUDES",
     "MAP_ESTIMATORS",
     "MASK_KINDS",
     "Add",
@@ -83,13 +87,16 @@ __all__ = [
     "Wavelet",
     "acs_bounds",
     "birdcage_maps",
+    "calibration_noise_level",
     "calibration_size",
     "cmrxrecon_mask",
     "conjugate_gradient",
+    "cross_validated_iterations",
     "default_center_fraction",
     "equispaced_mask",
     "espirit_maps",
     "estimate_maps",
+    "expected_rss",
     "fft2c",
     "fftc",
     "fista",

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from medlens.reconstruction._algorithms import (
     IterationInfo,
+    calibration_noise_level,
     grappa_reconstruction,
     infer_mask,
     l1_wavelet_reconstruction,
@@ -22,11 +23,12 @@ from medlens.reconstruction._algorithms import (
     tv_reconstruction,
     zero_filled,
 )
-from medlens.reconstruction._coils import espirit_maps, lowres_maps, walsh_maps
+from medlens.reconstruction._coils import espirit_maps, expected_rss, lowres_maps, walsh_maps
 from medlens.reconstruction._masks import calibration_size
 
 __all__ = [
     "CLASSICAL_METHODS",
+    "MAGNITUDES",
     "MAP_ESTIMATORS",
     "calibration_size",
     "estimate_maps",
@@ -34,6 +36,7 @@ __all__ = [
 ]
 
 CLASSICAL_METHODS = ("zf", "grappa", "sense", "cs-wavelet", "tv")
+MAGNITUDES = ("abs", "expected-rss")
 MAP_ESTIMATORS = ("espirit", "walsh", "lowres", "true")
 
 
@@ -45,6 +48,7 @@ def reconstruct_slice(
     maps: str | np.ndarray = "espirit",
     options: dict[str, Any] | None = None,
     callback: Callable[[IterationInfo], None] | None = None,
+    magnitude: str = "abs",
 ) -> np.ndarray:
     """Reconstruct one multi-coil slice with a classical method.
 
@@ -63,6 +67,13 @@ def reconstruct_slice(
         Keyword arguments for the method's function (``lamda``, ``max_iter`` ...).
     callback : callable, optional
         Iteration progress callback.
+    magnitude : str
+        ``"abs"``: ``|x|`` of the image-domain methods (``sense``,
+        ``cs-wavelet``, ``tv``); ``"expected-rss"``: their estimate of the
+        fully sampled RSS image, noise floor included
+        (:func:`~medlens.reconstruction.expected_rss` with the noise
+        measured on the calibration region). ``zf`` and ``grappa`` are RSS
+        images already and ignore it.
 
     Returns
     -------
@@ -87,6 +98,8 @@ def reconstruct_slice(
     m = infer_mask(k) if mask is None else np.asarray(mask, dtype=bool)
     if method not in CLASSICAL_METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(CLASSICAL_METHODS)}")
+    if magnitude not in MAGNITUDES:
+        raise ValueError(f"unknown magnitude {magnitude!r}; choose one of {', '.join(MAGNITUDES)}")
     if method == "zf":
         return zero_filled(k * m).astype(np.float32)
     if method == "grappa":
@@ -98,6 +111,9 @@ def reconstruct_slice(
         x = l1_wavelet_reconstruction(k, s, mask=m, callback=callback, **opts)
     else:
         x = tv_reconstruction(k, s, mask=m, callback=callback, **opts)
+    if magnitude == "expected-rss":
+        sigma = calibration_noise_level(k * m, m)
+        return expected_rss(x, noise=sigma, coils=k.shape[0]).astype(np.float32)
     return np.abs(x).astype(np.float32)
 
 

@@ -89,7 +89,43 @@ def _train_slices() -> list[tuple[str, np.ndarray]]:
         if c.case_id in ("pd", "t1", "pd_rot10", "pd_r10x13y17"):
             arr = np.asarray(read_image(c.images[0]).array, dtype=np.float64)
             out.append((f"brainweb_{c.case_id}", _pad(arr)))
+    out += _dicom_slices()
     return [(n, s) for n, s in out if s.max() > 0 and (s > 0.05 * s.max()).mean() > 0.05]
+
+
+def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    h, w = (a.shape[0] // f) * f, (a.shape[1] // f) * f
+    return a[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+
+
+def _dicom_slices() -> list[tuple[str, np.ndarray]]:
+    """Real sharp MR slices with fat and skin (the head templates above are smooth or brain-only).
+
+    From ``dicom-samples`` (pydicom-data): the 1024 x 1024 shoulder ``MR2_UNCI``
+    (whole, 4x block mean, and its four 512 x 512 quadrants at 2x) and the
+    484 x 484 abdomen ``MR-SIEMENS-DICOM-WithOverlays`` (whole at 2x, and four
+    256 x 256 corners at full resolution).
+    """
+    import pydicom
+
+    from medlens.datasets import fetch
+
+    ds = fetch("dicom-samples")
+
+    def pixels(case_id: str) -> np.ndarray:
+        case = next(c for c in ds.cases if c.case_id == case_id)
+        return np.asarray(pydicom.dcmread(case.images[0]).pixel_array, dtype=np.float64)
+
+    out: list[tuple[str, np.ndarray]] = []
+    sh = pixels("pydicom-data_MR2_UNCI")
+    out.append(("shoulder_whole", _block_mean(sh, 4)))
+    for i, (y, x) in enumerate(((0, 0), (0, 512), (512, 0), (512, 512))):
+        out.append((f"shoulder_q{i}", _block_mean(sh[y : y + 512, x : x + 512], 2)))
+    ab = pixels("pydicom-data_MR-SIEMENS-DICOM-WithOverlays")
+    out.append(("abdomen_whole", _pad(_block_mean(ab, 2))))
+    for i, (y, x) in enumerate(((0, 0), (0, 228), (228, 0), (228, 228))):
+        out.append((f"abdomen_c{i}", ab[y : y + 256, x : x + 256]))
+    return out
 
 
 def make_data(out_dir: Path, noise: float, seed: int) -> None:

@@ -17,6 +17,7 @@ from medlens.io import write_fastmri  # noqa: E402
 from medlens.reconstruction import (  # noqa: E402
     fft2c,
     ifft2c,
+    l1_wavelet_reconstruction,
     sense_reconstruction,
     simulate_kspace,
     zero_filled,
@@ -26,7 +27,10 @@ from medlens.reconstruction.varnet import (  # noqa: E402
     VarNet,
     VarNetConfig,
     _acs_mask,
+    _augment,
+    _cs_start,
     _draw_mask,
+    _espirit,
     _Sample,
     _tensors,
     build_model,
@@ -109,6 +113,79 @@ def test_untrained_varnet_with_sense_start_is_cg_sense(make_phantom) -> None:
     assert np.linalg.norm(out - sim.target[0]) < 0.7 * np.linalg.norm(zf - sim.target[0])
 
 
+def _hard_dc_rss(maps: np.ndarray, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    coil_k = fft2c(maps * x)
+    coil_k[..., mask] = y[..., mask]
+    return np.sqrt(np.sum(np.abs(ifft2c(coil_k)) ** 2, axis=0))
+
+
+def test_untrained_espirit_varnet_is_cg_sense_with_espirit_maps(make_phantom) -> None:
+    # maps="espirit": no sensitivity network; the given ESPIRiT maps (zero outside the support)
+    # are used as they are, so the untrained network is CG-SENSE with those maps + measured data
+    sim, k, m = _problem(make_phantom)
+    y = sim.masked_kspace[0]
+    maps = _espirit(y, sim.mask)
+    assert np.abs(maps).min() == 0  # ESPIRiT crops outside the object support
+    model = VarNet(VarNetConfig(num_cascades=2, chans=4, pools=2, maps="espirit",
+                                init_cg_iters=5))  # fmt: skip
+    assert model.sens is None
+    with torch.no_grad():
+        out = model(k, m, torch.from_numpy(maps)[None])[0].numpy()
+    x = sense_reconstruction(y.astype(np.complex128), maps.astype(np.complex128), mask=sim.mask,
+                             max_iter=5, tol=0.0)  # fmt: skip
+    expect = _hard_dc_rss(maps, x, y.astype(np.complex128), sim.mask)
+    np.testing.assert_allclose(out, expect, rtol=1e-3, atol=1e-4 * float(expect.max()))
+    with pytest.raises(ValueError, match="pass maps"):
+        model(k, m)
+
+
+def test_untrained_cs_start_varnet_is_l1_wavelet_with_measured_samples(make_phantom) -> None:
+    # init="cs": the cascades start from F S x_cs (medlens's automatic L1-wavelet result); the
+    # untrained cascades only put the measured columns back
+    sim, k, m = _problem(make_phantom)
+    y = sim.masked_kspace[0]
+    maps = _espirit(y, sim.mask)
+    x_cs = _cs_start(y, maps, sim.mask)
+    with np.errstate(over="ignore"):
+        ref = l1_wavelet_reconstruction(y, maps, mask=sim.mask)
+    np.testing.assert_allclose(x_cs, ref, rtol=1e-5, atol=1e-6)
+    model = VarNet(VarNetConfig(num_cascades=2, chans=4, pools=2, maps="espirit", init="cs"))
+    with torch.no_grad():
+        out = model(k, m, torch.from_numpy(maps)[None], torch.from_numpy(x_cs)[None])[0].numpy()
+    expect = _hard_dc_rss(maps.astype(np.complex128), x_cs, y.astype(np.complex128), sim.mask)
+    np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-5 * float(expect.max()))
+    with pytest.raises(ValueError, match="pass start"):
+        model(k, m, torch.from_numpy(maps)[None])
+    with pytest.raises(ValueError, match="needs maps='espirit'"):
+        VarNet(VarNetConfig(init="cs"))
+
+
+def test_augment_flips_and_transposes_image_target_and_maps(make_phantom) -> None:
+    sim = simulate_kspace(make_phantom(32)[:, :24], coils=3, acceleration=1, acs=8, seed=3)
+    maps = np.asarray(sim.maps, dtype=np.complex64)
+    sample = _Sample(sim.kspace[0], None, sim.target[0], maps)
+    src = ifft2c(sample.kspace)
+
+    def candidates(a: np.ndarray) -> list[np.ndarray]:
+        flips = [a, a[..., ::-1, :], a[..., ::-1], a[..., ::-1, ::-1]]
+        return flips + [np.swapaxes(f, -2, -1) for f in flips]
+
+    seen = set()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        out = _augment(sample, rng)
+        img = ifft2c(out.kspace)
+        assert out.maps is not None and out.mask is None
+        # the new k-space is that of the transformed coil images; target and maps move alike
+        hits = [i for i, c in enumerate(candidates(src))
+                if c.shape == img.shape and np.allclose(c, img, atol=1e-5)]  # fmt: skip
+        assert len(hits) == 1
+        np.testing.assert_array_equal(out.maps, candidates(maps)[hits[0]])
+        np.testing.assert_array_equal(out.target, candidates(sample.target)[hits[0]])
+        seen.add(hits[0])
+    assert seen == set(range(8))
+
+
 def test_untrained_sensitivity_maps_are_acs_images_over_rss(make_phantom) -> None:
     sim, k, m = _problem(make_phantom)
     model = VarNet(TINY)
@@ -169,10 +246,10 @@ def test_row_crop_keeps_the_aliasing_of_the_whole_slice(make_phantom) -> None:
     sim = simulate_kspace(make_phantom(32), coils=4, acceleration=1, acs=8, noise=0.002, seed=2)
     sample = _Sample(sim.kspace[0], None, sim.target[0])
     mask = _draw_mask(32, [4], 8, np.random.default_rng(0))
-    full_k, _, full_t = _tensors(sample, mask)
+    full_k, _, full_t, _, _ = _tensors(sample, mask)
     rng = np.random.default_rng(5)
     r0 = int(np.random.default_rng(5).integers(32 - 12 + 1))
-    crop_k, crop_m, crop_t = _tensors(sample, mask, crop_rows=12, rng=rng)
+    crop_k, crop_m, crop_t, _, _ = _tensors(sample, mask, crop_rows=12, rng=rng)
     assert crop_k.shape == (1, 4, 12, 32) and crop_t.shape == (1, 12, 32)
     # the zero-filled image of the band is the band of the zero-filled image
     band = ifft2c(full_k[0].numpy())[:, r0 : r0 + 12]
@@ -248,3 +325,40 @@ def test_cli_train_and_run(data_dir: Path, tmp_path: Path) -> None:
     assert main(["recon", "run", str(data_dir / "val_c.h5"), str(dst), "--method", "varnet",
                  "--model", str(tmp_path / "nothing.pt")]) == 2  # fmt: skip
     assert main(["recon", "train", "--data", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_train_with_espirit_maps_and_cs_start(data_dir: Path, tmp_path: Path) -> None:
+    # init="cs": the starts are computed once per slice (undersampled files: on their own mask);
+    # before any step the validation score is that of CS with the measured samples put back
+    files = sorted(data_dir.glob("train_*.h5"))
+    val = [data_dir / "val_c.h5"]
+    cfg = VarNetConfig(num_cascades=1, chans=4, pools=2, maps="espirit", init="cs")
+    res = train(files, val, tmp_path, config=cfg, time_budget_s=600, max_steps=2, lr=1e-9,
+                num_threads=1)  # fmt: skip
+    from medlens.io import read_fastmri
+
+    vol = read_fastmri(val[0])
+    rec = load_model(tmp_path)
+    assert rec.model.config.init == "cs"  # type: ignore[union-attr]
+    psnrs = []
+    for s in range(2):
+        y = vol.masked_kspace[s]
+        maps = _espirit(y, vol.mask)
+        x = _cs_start(y, maps, vol.mask)
+        expect = _hard_dc_rss(maps.astype(np.complex128), x, y.astype(np.complex128), vol.mask)
+        got = rec.reconstruct(y, vol.mask)
+        # lr 1e-9: two steps leave the network at its (CS + measured samples) start
+        np.testing.assert_allclose(got, expect, rtol=1e-3, atol=1e-4 * float(expect.max()))
+        ref = vol.target[s]
+        psnrs.append(10 * np.log10(ref.max() ** 2 / np.mean((ref - expect) ** 2)))
+    assert abs(res.val_psnr - float(np.mean(psnrs))) < 0.05
+
+
+def test_cli_train_espirit_cs_options(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    rc = main(["recon", "train", "--data", str(data_dir), "--out", str(out), "--cascades", "1",
+               "--chans", "4", "--max-steps", "2", "--time-budget", "5m", "--threads", "1",
+               "--maps", "espirit", "--init", "cs"])  # fmt: skip
+    assert rc == 0 and (out / "checkpoint.pt").exists()
+    assert main(["recon", "train", "--data", str(data_dir), "--out", str(out),
+                 "--init", "cs"]) == 2  # fmt: skip

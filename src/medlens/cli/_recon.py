@@ -392,6 +392,21 @@ def train_command(
         help="VarNet start: CG-SENSE iterations with the estimated maps (0: zero-filled "
         "k-space, as E2E-VarNet).",
     ),
+    maps: str = typer.Option(
+        "acs", "--maps",
+        help="VarNet coil maps: acs (sensitivity U-Net on the ACS, E2E-VarNet) | espirit "
+        "(ESPIRiT on the ACS, computed once per slice).",
+    ),
+    init: str = typer.Option(
+        "cg", "--init",
+        help="VarNet start: cg (--init-cg-iters CG-SENSE iterations) | cs (medlens's "
+        "ESPIRiT + L1-wavelet result; needs --maps espirit; one mask per acceleration and "
+        "training slice, computed before training, within the budget).",
+    ),
+    augment: bool = typer.Option(
+        False, "--augment",
+        help="Random flips / transposes of fully sampled slices (not with --init cs).",
+    ),
     time_budget: str = typer.Option("30m", "--time-budget", help="Wall-clock budget, e.g. 30m."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop after N steps."),
     lr: float = typer.Option(
@@ -441,9 +456,14 @@ def train_command(
         raise MedlensError(f"--accelerations {accelerations!r}: give positive integers like 4,8")
     from medlens.reconstruction.varnet import VarNetConfig, train
 
+    if maps not in ("acs", "espirit") or init not in ("cg", "cs"):
+        raise MedlensError(f"--maps {maps!r} / --init {init!r}: use acs|espirit and cg|cs")
+    if init == "cs" and maps != "espirit":
+        raise MedlensError("--init cs needs --maps espirit")
     config = VarNetConfig(
-        kind=model, num_cascades=cascades, chans=chans, init_cg_iters=init_cg_iters
-    )
+        kind=model, num_cascades=cascades, chans=chans, init_cg_iters=init_cg_iters,
+        maps=maps, init=init,
+    )  # fmt: skip
     with Progress(
         TextColumn("[bold]train {task.fields[kind]}"), BarColumn(), TimeElapsedColumn(),
         TextColumn("step {task.fields[step]} loss {task.fields[loss]} val {task.fields[val]}"),
@@ -462,8 +482,8 @@ def train_command(
             result = train(
                 train_files, val_files, out, config=config, time_budget_s=budget,
                 max_steps=max_steps, lr=lr, accelerations=accel_list, acs=acs,
-                crop_rows=crop_rows, num_threads=threads, seed=seed, resume=resume,
-                progress=cb,
+                crop_rows=crop_rows, augment=augment, num_threads=threads, seed=seed,
+                resume=resume, progress=cb,
             )  # fmt: skip
         except (ValueError, FileNotFoundError) as e:
             raise MedlensError(str(e)) from None

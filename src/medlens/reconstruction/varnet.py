@@ -64,8 +64,22 @@ class VarNetConfig:
         First-level channels of the sensitivity U-Net.
     sens_pools : int
         Down-sampling levels of the sensitivity U-Net.
+    maps : str
+        VarNet coil maps: ``"acs"`` (E2E-VarNet: a residual U-Net refines
+        the ACS coil images over their root sum of squares) or ``"espirit"``
+        (ESPIRiT calibration on the ACS, as the classical methods use, cropped
+        to zero outside the object support; no sensitivity network).
+    init : str
+        VarNet start: ``"cg"`` (``init_cg_iters`` below) or ``"cs"``: the
+        cascades start from ``F S x`` with ``x`` medlens's ESPIRiT +
+        L1-wavelet reconstruction with its automatic weight
+        (:func:`~medlens.reconstruction.l1_wavelet_reconstruction`, computed
+        outside the autograd graph and passed to ``forward`` as ``start``);
+        needs ``maps="espirit"``. With zero-initialised regularisers the
+        untrained network is then that CS result with its sampled k-space
+        replaced by the measured one.
     init_cg_iters : int
-        VarNet start: 0 starts the cascades from the zero-filled k-space (as
+        VarNet start (``init="cg"``): 0 starts the cascades from the zero-filled k-space (as
         E2E-VarNet); ``n > 0`` from ``F S x`` with ``x`` after ``n``
         conjugate-gradient SENSE iterations with the estimated maps (from
         zero, no Tikhonov term: early stopping regularises), so the cascades
@@ -80,6 +94,8 @@ class VarNetConfig:
     sens_chans: int = 4
     sens_pools: int = 3
     init_cg_iters: int = 10
+    maps: str = "acs"
+    init: str = "cg"
 
 
 class UNet(nn.Module):
@@ -269,15 +285,44 @@ class VarNet(nn.Module):
     def __init__(self, config: VarNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.sens = _SensitivityModel(config.sens_chans, config.sens_pools)
+        if config.maps not in ("acs", "espirit"):
+            raise ValueError(f"unknown maps {config.maps!r}; use 'acs' or 'espirit'")
+        if config.init not in ("cg", "cs"):
+            raise ValueError(f"unknown init {config.init!r}; use 'cg' or 'cs'")
+        if config.init == "cs" and config.maps != "espirit":
+            raise ValueError("init='cs' needs maps='espirit'")
+        self.sens = (
+            _SensitivityModel(config.sens_chans, config.sens_pools)
+            if config.maps == "acs"
+            else None
+        )
         self.cascades = nn.ModuleList(
             [_Cascade(config.chans, config.pools) for _ in range(config.num_cascades)]
         )
 
-    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Map masked k-space ``(B, C, H, W)`` (complex) and mask to RSS images ``(B, H, W)``."""
-        maps = self.sens(masked_kspace, mask)
-        if self.config.init_cg_iters > 0:
+    def forward(
+        self,
+        masked_kspace: torch.Tensor,
+        mask: torch.Tensor,
+        maps: torch.Tensor | None = None,
+        start: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Map masked k-space ``(B, C, H, W)`` (complex) and mask to RSS images ``(B, H, W)``.
+
+        ``maps`` (``(B, C, H, W)``) are required with ``config.maps == "espirit"``
+        and ignored otherwise (the sensitivity network estimates them);
+        ``start`` (``(B, H, W)`` complex, the CS image) is required with
+        ``config.init == "cs"`` and ignored otherwise.
+        """
+        if self.sens is not None:
+            maps = self.sens(masked_kspace, mask)
+        elif maps is None:
+            raise ValueError("this VarNet uses ESPIRiT maps: pass maps")
+        if self.config.init == "cs":
+            if start is None:
+                raise ValueError("this VarNet starts from a CS image: pass start")
+            k = fft2c_torch(maps * start.unsqueeze(1))
+        elif self.config.init_cg_iters > 0:
             x = _sense_cg(masked_kspace, mask, maps, self.config.init_cg_iters)
             k = fft2c_torch(maps * x.unsqueeze(1))
         else:
@@ -301,8 +346,14 @@ class MagnitudeUNet(nn.Module):
         self.config = config
         self.unet = UNet(1, 1, config.chans * 2, config.pools + 1)
 
-    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Map masked k-space ``(B, C, H, W)`` to refined RSS images ``(B, H, W)``."""
+    def forward(
+        self,
+        masked_kspace: torch.Tensor,
+        mask: torch.Tensor,
+        maps: torch.Tensor | None = None,
+        start: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Map masked k-space ``(B, C, H, W)`` to refined RSS images ``(B, H, W)`` (no maps)."""
         zf = _rss(ifft2c_torch(masked_kspace)).unsqueeze(1)
         return (zf + self.unet(zf))[:, 0]
 
@@ -343,6 +394,34 @@ class _Sample:
     kspace: np.ndarray  # (C, H, W) complex64, zero-filled if undersampled
     mask: np.ndarray | None  # (W,) bool, None for fully sampled slices
     target: np.ndarray  # (H, W) float32
+    maps: np.ndarray | None = None  # (C, H, W) complex64 ESPIRiT maps, if the model uses them
+    # (mask, CS image (H, W) complex64) pairs for init="cs": fixed masks, precomputed starts
+    starts: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+
+
+def _espirit(kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """ESPIRiT maps from the ACS of ``kspace * mask`` (medlens's defaults)."""
+    from medlens.reconstruction._run import estimate_maps
+
+    return np.asarray(estimate_maps(kspace * mask, mask, "espirit"), dtype=np.complex64)
+
+
+def _cs_start(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The ``init="cs"`` start: medlens's automatic L1-wavelet reconstruction (complex)."""
+    from medlens.reconstruction._algorithms import l1_wavelet_reconstruction
+
+    # float32 data: the shrinkage factor overflows to -inf where a coefficient is ~0, which
+    # clips to the intended 0; silence that warning only
+    with np.errstate(over="ignore"):
+        x = l1_wavelet_reconstruction(kspace * mask, maps, mask=mask)
+    return np.asarray(x, dtype=np.complex64)
+
+
+def _acs_only(num_cols: int, acs: int) -> np.ndarray:
+    m = np.zeros(num_cols, dtype=bool)
+    c = num_cols // 2
+    m[c - acs // 2 : c - acs // 2 + min(acs, num_cols)] = True
+    return m
 
 
 def _scale(kspace: np.ndarray) -> float:
@@ -351,7 +430,22 @@ def _scale(kspace: np.ndarray) -> float:
     return float(np.percentile(zero_filled(kspace), 99.5)) or 1.0
 
 
-def _load_samples(files: Sequence[Path]) -> list[_Sample]:
+def _load_samples(
+    files: Sequence[Path],
+    *,
+    espirit: bool = False,
+    acs: int = 24,
+    cs_accelerations: Sequence[int] = (),
+    rng: np.random.Generator | None = None,
+) -> list[_Sample]:
+    """Slices of fastMRI-layout files; with ``espirit``, their ESPIRiT maps (from the ACS).
+
+    The maps of a fully sampled slice are calibrated on its ``acs`` centre
+    columns, which every drawn mask samples, so they serve every drawn mask.
+    With ``cs_accelerations`` (``init="cs"``), each slice also gets its CS
+    start: for an undersampled slice on its own mask, for a fully sampled one
+    on one mask drawn per acceleration (kept for the whole run).
+    """
     from medlens.io import read_fastmri
 
     out = []
@@ -366,8 +460,48 @@ def _load_samples(files: Sequence[Path]) -> list[_Sample]:
         mask = None if vol.mask is None else np.asarray(vol.mask, dtype=bool)
         for s in range(vol.kspace.shape[0]):
             k = vol.masked_kspace[s].astype(np.complex64)
-            out.append(_Sample(k, mask, vol.target[s].astype(np.float32)))
+            maps = None
+            starts: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+            if espirit:
+                cal = _acs_only(k.shape[-1], acs) if mask is None else mask
+                maps = _espirit(k, cal)
+                if cs_accelerations:
+                    g = rng or np.random.default_rng(0)
+                    masks = (
+                        [mask]
+                        if mask is not None
+                        else [_draw_mask(k.shape[-1], [r], acs, g) for r in cs_accelerations]
+                    )
+                    starts = tuple((m, _cs_start(k, maps, m)) for m in masks)
+            out.append(_Sample(k, mask, vol.target[s].astype(np.float32), maps, starts))
     return out
+
+
+def _augment(sample: _Sample, rng: np.random.Generator) -> _Sample:
+    """A fully sampled slice flipped along each axis and transposed, each with probability 1/2.
+
+    Done on the coil images (and target, maps), so the k-space stays that of
+    a valid acquisition of the transformed object; the mask is drawn after
+    (a transpose swaps the read-out and phase-encoding axes).
+    """
+    from medlens.reconstruction._fft import fft2c, ifft2c
+
+    flip_h, flip_w, transpose = (bool(b) for b in rng.integers(2, size=3))
+    if not (flip_h or flip_w or transpose):
+        return sample
+
+    def tf(a: np.ndarray) -> np.ndarray:
+        if flip_h:
+            a = a[..., ::-1, :]
+        if flip_w:
+            a = a[..., :, ::-1]
+        if transpose:
+            a = np.swapaxes(a, -2, -1)
+        return np.ascontiguousarray(a)
+
+    k = fft2c(tf(ifft2c(sample.kspace))).astype(np.complex64)
+    maps = None if sample.maps is None else tf(sample.maps)
+    return _Sample(k, None, tf(sample.target), maps)
 
 
 def _draw_mask(
@@ -388,8 +522,13 @@ def _tensors(
     *,
     crop_rows: int | None = None,
     rng: np.random.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Network inputs ``(1, C, H, W)``, ``(1, 1, 1, W)`` and target ``(1, H, W)``, scaled.
+    start: np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Network inputs ``(1, C, H, W)``, ``(1, 1, 1, W)``, target ``(1, H, W)``, scaled, maps, start.
+
+    The maps ``(1, C, H, W)`` are the sample's ESPIRiT maps (None if it has
+    none); ``start`` (the CS image for ``mask``) comes back scaled as
+    ``(1, H, W)`` (None if not given).
 
     Scaling (the 99.5th percentile of the zero-filled image of the whole
     slice) is the same as :meth:`LearnedReconstructor.reconstruct` applies at
@@ -404,6 +543,7 @@ def _tensors(
     k = sample.kspace * m if sample.mask is None else sample.kspace
     sc = _scale(k)
     target = sample.target
+    maps = sample.maps
     h = k.shape[-2]
     if crop_rows is not None and crop_rows < h:
         from medlens.reconstruction._fft import fftc, ifftc
@@ -411,10 +551,16 @@ def _tensors(
         r0 = int((rng or np.random.default_rng()).integers(h - crop_rows + 1))
         k = fftc(ifftc(k, axes=(-2,))[:, r0 : r0 + crop_rows], axes=(-2,))
         target = target[r0 : r0 + crop_rows]
+        if maps is not None:
+            maps = maps[:, r0 : r0 + crop_rows]
+        if start is not None:
+            start = start[r0 : r0 + crop_rows]
     kt = torch.from_numpy((k / sc).astype(np.complex64))[None]
     mt = torch.from_numpy(m.astype(np.float32))[None, None, None, :]
     tt = torch.from_numpy(np.ascontiguousarray(target / np.float32(sc), dtype=np.float32))[None]
-    return kt, mt, tt
+    st = None if maps is None else torch.from_numpy(np.ascontiguousarray(maps))[None]
+    x0 = None if start is None else torch.from_numpy((start / sc).astype(np.complex64))[None]
+    return kt, mt, tt, st, x0
 
 
 # ---------------------------------------------------------------------------------------
@@ -461,6 +607,9 @@ def _validation_masks(
         if s.mask is not None:
             out.append((s, None))
             continue
+        if s.starts:  # init="cs": the masks the CS starts were computed for
+            out.extend((s, m) for m, _ in s.starts)
+            continue
         for r in accelerations:
             out.append((s, _draw_mask(s.kspace.shape[-1], [r], acs, rng)))
     return out
@@ -471,8 +620,11 @@ def _validate(model: nn.Module, samples: Sequence[tuple[_Sample, np.ndarray | No
     vals = []
     with torch.no_grad():
         for s, m in samples:
-            k, mt, t = _tensors(s, m)
-            vals.append(_psnr(t[0].numpy(), model(k, mt)[0].numpy()))
+            x0 = s.starts[0][1] if s.starts and m is None else None
+            if s.starts and m is not None:
+                x0 = next(x for mm, x in s.starts if np.array_equal(mm, m))
+            k, mt, t, st, x0t = _tensors(s, m, start=x0)
+            vals.append(_psnr(t[0].numpy(), model(k, mt, st, x0t)[0].numpy()))
     model.train()
     return float(np.mean(vals)) if vals else float("nan")
 
@@ -507,6 +659,7 @@ def train(
     seed: int = 0,
     resume: bool = False,
     crop_rows: int | None = None,
+    augment: bool = False,
     num_threads: int | None = None,
     checkpoint_every_s: float = 60.0,
     progress: Callable[[int, float, float, float], None] | None = None,
@@ -558,6 +711,9 @@ def train(
         Train on random bands of this many read-out rows of each slice
         (cut in the hybrid domain, so the aliasing is unchanged); None uses
         whole slices. Validation always uses whole slices.
+    augment : bool
+        Flip fully sampled training slices along each axis and transpose
+        them, each with probability 1/2, before drawing the mask.
     num_threads : int, optional
         ``torch.set_num_threads`` for the run (torch's default if None).
     checkpoint_every_s : float
@@ -589,8 +745,8 @@ def train(
         return _train(
             train_files, val_files, out_dir, config=config, time_budget_s=time_budget_s,
             max_steps=max_steps, lr=lr, accelerations=accelerations, acs=acs, seed=seed,
-            resume=resume, crop_rows=crop_rows, checkpoint_every_s=checkpoint_every_s,
-            progress=progress,
+            resume=resume, crop_rows=crop_rows, augment=augment,
+            checkpoint_every_s=checkpoint_every_s, progress=progress,
         )  # fmt: skip
     finally:
         torch.set_num_threads(threads_before)
@@ -610,6 +766,7 @@ def _train(
     seed: int,
     resume: bool,
     crop_rows: int | None,
+    augment: bool,
     checkpoint_every_s: float,
     progress: Callable[[int, float, float, float], None] | None,
 ) -> TrainResult:
@@ -618,10 +775,8 @@ def _train(
     log_path = out / "log.csv"
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    train_s = _load_samples([Path(f) for f in train_files])
-    val_s = _validation_masks(_load_samples([Path(f) for f in val_files]), accelerations, acs)
-    if not train_s:
-        raise ValueError("no training slices")
+    # the clock starts before the data are loaded: ESPIRiT calibration counts against the budget
+    t_start = time.perf_counter()
     step, spent = 0, 0.0
     if resume:
         if not ckpt_path.exists():
@@ -638,6 +793,19 @@ def _train(
         config = config or VarNetConfig()
         model = build_model(config)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
+    espirit = config.kind == "varnet" and config.maps == "espirit"
+    cs_acc = tuple(accelerations) if espirit and config.init == "cs" else ()
+    train_s = _load_samples(
+        [Path(f) for f in train_files], espirit=espirit, acs=acs, cs_accelerations=cs_acc,
+        rng=np.random.default_rng(seed + 1),
+    )  # fmt: skip
+    val_raw = _load_samples(
+        [Path(f) for f in val_files], espirit=espirit, acs=acs, cs_accelerations=cs_acc,
+        rng=np.random.default_rng(12345),
+    )  # fmt: skip
+    val_s = _validation_masks(val_raw, accelerations, acs)
+    if not train_s:
+        raise ValueError("no training slices")
     new_log = not (resume and log_path.exists())
     log_f = open(log_path, "a" if not new_log else "w", newline="")
     writer = csv.writer(log_f)
@@ -651,9 +819,8 @@ def _train(
             "medlens": _CHECKPOINT_FORMAT,
         })  # fmt: skip
 
-    t_start = time.perf_counter()
     base = spent
-    last_ckpt = t_start
+    last_ckpt = time.perf_counter()
     val_every = max(len(train_s), 20)
     val = float("nan")
     order = rng.permutation(len(train_s))
@@ -674,13 +841,20 @@ def _train(
                 order, pos = rng.permutation(len(train_s)), 0
             sample = train_s[order[pos]]
             pos += 1
-            drawn = (
-                _draw_mask(sample.kspace.shape[-1], accelerations, acs, rng)
-                if sample.mask is None
-                else None
-            )
-            k, m, t = _tensors(sample, drawn, crop_rows=crop_rows, rng=rng)
-            loss = F.l1_loss(model(k, m), t)
+            x0 = None
+            if sample.starts:  # init="cs": one of the precomputed (mask, start) pairs
+                mm, x0 = sample.starts[int(rng.integers(len(sample.starts)))]
+                drawn = None if sample.mask is not None else mm
+            else:
+                if augment and sample.mask is None:
+                    sample = _augment(sample, rng)
+                drawn = (
+                    _draw_mask(sample.kspace.shape[-1], accelerations, acs, rng)
+                    if sample.mask is None
+                    else None
+                )
+            k, m, t, st, x0t = _tensors(sample, drawn, crop_rows=crop_rows, rng=rng, start=x0)
+            loss = F.l1_loss(model(k, m, st, x0t), t)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -744,8 +918,15 @@ class LearnedReconstructor:
         sc = _scale(k * m)
         kt = torch.from_numpy((k * m / sc).astype(np.complex64))[None]
         mt = torch.from_numpy(m.astype(np.float32))[None, None, None, :]
+        st = x0 = None
+        config = getattr(self.model, "config", None)
+        if config is not None and config.kind == "varnet" and config.maps == "espirit":
+            maps = _espirit(k, m)
+            st = torch.from_numpy(maps)[None]
+            if config.init == "cs":
+                x0 = torch.from_numpy((_cs_start(k, maps, m) / sc).astype(np.complex64))[None]
         with torch.no_grad():
-            out = self.model(kt, mt)[0].numpy()
+            out = self.model(kt, mt, st, x0)[0].numpy()
         return (out * sc).astype(np.float32)
 
 

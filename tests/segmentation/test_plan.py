@@ -142,3 +142,35 @@ def test_mednext_architecture_is_planned():
     cal = Calibration(per_activation=2e-8, per_flop=5e-11, overhead=0.02, threads=2)
     plans = plan_experiment(fp, architecture="mednext", time_budget_s=600, calibration=cal)
     assert {c.network.architecture for c in plans.configurations.values()} == {"mednext"}
+
+
+def test_budget_search_coarsens_thin_slices_in_plane_beyond_the_short_axis():
+    # phantom-kidney's grid: 0.8x0.8x3 mm, 160x160x64 voxels. The search coarsens the
+    # in-plane axes first; the 64 thick slices (never coarsened here) must not cap the
+    # factor at 64/48 = x1.33, which left no plan reaching min_iterations
+    cal = Calibration(per_activation=5.5e-8, per_flop=0.0, overhead=0.02, threads=1)
+    fp = _fp([(0.8, 0.8, 3.0)] * 6, [(160, 160, 64)] * 6, channel="CT")
+    plans = plan_experiment(
+        fp, time_budget_s=690.0, calibration=cal, reserve_fraction=0.1, min_iterations=1000
+    )
+    cfg = plans.configurations["3d_cpu"]
+    assert cfg.iterations >= 1000
+    assert cfg.spacing[2] == 3.0
+    assert cfg.spacing[0] == cfg.spacing[1] > 0.8 * 64 / 48
+    # never below 48 voxels along a coarsened axis
+    assert min(cfg.median_shape[:2]) >= 48
+
+
+def test_max_coarsening_counts_only_coarsened_axes():
+    from medlens.segmentation._plan import _coarsened_spacing, _max_coarsening
+
+    f = _max_coarsening((0.8, 0.8, 3.0), (160, 160, 64), 48)
+    assert f == pytest.approx(160 / 48)
+    assert _coarsened_spacing((0.8, 0.8, 3.0), f).tolist() == pytest.approx([8 / 3, 8 / 3, 3.0])
+    # isotropic: the shortest axis decides, as before (the brain demo's x3.6875)
+    assert _max_coarsening((1.0, 1.0, 1.0), (181, 215, 177), 48) == 177 / 48
+    # an axis already under the limit stops the search where it would start to coarsen
+    f = _max_coarsening((1.0, 1.0, 4.0), (200, 200, 30), 48)
+    assert f == pytest.approx(4.0, rel=1e-5) and _coarsened_spacing((1.0, 1.0, 4.0), f)[2] == 4.0
+    assert _max_coarsening((1.0, 4.0, 4.0), (40, 200, 30), 48) == 1.0
+    assert _max_coarsening((1.0, 1.0, 1.0), (40, 200, 200), 48) == 1.0

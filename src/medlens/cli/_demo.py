@@ -248,7 +248,7 @@ def run_demo(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     n_cases: int | None = None,
-    min_iterations: int = 300,
+    min_iterations: int | None = None,
 ) -> dict[str, Any]:
     """Run the demo; returns the summary written to ``OUT/summary.json``.
 
@@ -268,6 +268,7 @@ def run_demo(
     from medlens.segmentation import (
         dataset_fingerprint,
         foreground_oversampling,
+        minimum_iterations,
         preprocess_dataset,
         read_dataset,
     )
@@ -309,6 +310,15 @@ def run_demo(
     # (measured in earlier runs: 30-75 s on 2 loaded cores for brain-extraction)
     reserve = 90.0 + 15.0 * len(ds.test) + 10.0 * len(ds.train)
     train_budget = max(30.0, time_budget_s - (t - t0) - reserve)
+    if min_iterations is None:
+        # 300, or 1000 when the foreground is a small share of the volume
+        # (phantom-kidney: 1.6%), decided from the fingerprint
+        min_iterations = minimum_iterations(fp)
+    # context before resolution: whole-image patches for a large structure (see
+    # demo_augment's note); for small structures (the same fingerprint rule as the
+    # oversampling) nnU-Net's 25% coverage with patches forced onto foreground, which
+    # left the all-background plateau where whole-image patches did not
+    small = foreground_oversampling(fp) >= 1.0
     # the preprocessing and the per-epoch validation come out of the plan's own reserve
     plans = plan_with_verification(
         fp,
@@ -316,8 +326,7 @@ def run_demo(
         time_budget_s=train_budget,
         reserve_fraction=0.1,
         min_iterations=min_iterations,
-        # context before resolution: whole-image patches (see demo_augment's note)
-        min_patch_coverage=1.0,
+        min_patch_coverage=0.25 if small else 1.0,
     )
     plans.save(outp / "plans.json")
     t = lap("plan (with a timed check of the chosen configuration)", t)

@@ -28,6 +28,7 @@ from medlens.segmentation._fingerprint import (
     IntensityStats,
     dataset_fingerprint,
     foreground_oversampling,
+    minimum_iterations,
     nonzero_bbox,
 )
 from medlens.segmentation._plan import (
@@ -105,6 +106,7 @@ __all__ = [
     "kfold_split",
     "load_predictor",
     "mask_statistics",
+    "minimum_iterations",
     "nonzero_bbox",
     "normalize",
     "plan_experiment",

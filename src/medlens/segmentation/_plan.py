@@ -747,6 +747,66 @@ def _coverage(patch: Sequence[int], median: Sequence[float] | np.ndarray) -> flo
     return float(np.prod([min(1.0, p / max(m, 1.0)) for p, m in zip(patch, median, strict=True)]))
 
 
+def _coarsened_spacing(target: Sequence[float] | np.ndarray, factor: float) -> np.ndarray:
+    """Candidate spacing of the budget search: the finer axes coarsen first.
+
+    As nnU-Net's lowres search, axes finer than the coarsest one are raised by
+    ``factor`` up to the coarsest spacing; once every axis would reach it, all
+    are scaled together.
+
+    Examples
+    --------
+    >>> _coarsened_spacing((0.8, 0.8, 3.0), 2.0).tolist()
+    [1.6, 1.6, 3.0]
+    >>> _coarsened_spacing((1.0, 1.0, 1.0), 2.0).tolist()
+    [2.0, 2.0, 2.0]
+    """
+    t = np.asarray(target, dtype=np.float64)
+    sp = t * factor
+    if factor > 1.0:
+        mx = float(np.max(t))
+        sp = np.maximum(t, np.minimum(mx, t * factor))
+        if np.allclose(sp, t) or np.all(t * factor >= mx):
+            sp = t * factor
+    return sp
+
+
+def _max_coarsening(
+    target: Sequence[float] | np.ndarray,
+    median_shape: Sequence[float] | np.ndarray,
+    min_shape_vox: int,
+) -> float:
+    """Largest spacing factor that leaves every coarsened axis >= ``min_shape_vox`` voxels.
+
+    Only the axes the factor actually coarsens count: for anisotropic data
+    (0.8x0.8x3 mm, 160x160x64 voxels) the in-plane axes coarsen first and the
+    thick-slice axis keeps its spacing, so its 64 voxels do not stop the search
+    at x1.33 (64 / 48); the in-plane axes do, at x3.33 (160 / 48). For isotropic
+    data this is the shortest axis over ``min_shape_vox``, as before.
+
+    Examples
+    --------
+    >>> _max_coarsening((0.8, 0.8, 3.0), (160, 160, 64), 48)
+    3.3333333333333335
+    >>> _max_coarsening((1.0, 1.0, 1.0), (181, 215, 177), 48)
+    3.6875
+    """
+    t = np.asarray(target, dtype=np.float64)
+    med = np.asarray(median_shape, dtype=np.float64)
+    limits = []
+    for a in range(len(t)):
+        f = float(med[a]) / min_shape_vox
+        if f > 1.0 and _coarsened_spacing(t, f)[a] > t[a] * (1 + 1e-9):
+            limits.append(f)
+        elif f <= 1.0:
+            # an axis already shorter than the limit may not be coarsened at all: stop
+            # just before the factor at which it would start to (a finer axis: at once;
+            # the coarsest axis: once every axis would reach its spacing)
+            mx = float(np.max(t))
+            limits.append(mx / float(np.min(t)) * (1 - 1e-6) if t[a] >= mx else 1.0)
+    return max(1.0, min(limits)) if limits else 1.0
+
+
 def _budget_search(
     base: Configuration,
     target: Sequence[float],
@@ -776,15 +836,9 @@ def _budget_search(
     factor = 1.0
     widths = (32, 16, 8)
     best: Configuration | None = None
-    max_factor = max(1.0, float(np.min(median_shape)) / min_shape_vox)
+    max_factor = _max_coarsening(target, median_shape, min_shape_vox)
     while factor <= max_factor * 1.0001:
-        sp = np.asarray(target, dtype=np.float64) * factor
-        if factor > 1.0:
-            # coarsen the finer axes first, as nnU-Net's lowres search does
-            mx = float(np.max(np.asarray(target)))
-            sp = np.maximum(np.asarray(target), np.minimum(mx, np.asarray(target) * factor))
-            if np.allclose(sp, target) or np.all(np.asarray(target) * factor >= mx):
-                sp = np.asarray(target) * factor
+        sp = _coarsened_spacing(target, factor)
         med = np.maximum(1.0, np.round(np.asarray(target) / sp * median_shape))
         for base_f in widths:
             net, patch, bs, _mem = _nnunet_configuration(

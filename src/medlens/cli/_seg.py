@@ -76,7 +76,13 @@ def plan(
     workers: int | None = typer.Option(None, "--workers", help="Fingerprint processes."),
 ) -> None:
     """Fingerprint a dataset and plan 2D/3D configurations (plus a CPU-budget one)."""
-    from medlens.segmentation import Calibration, dataset_fingerprint, plan_experiment, read_dataset
+    from medlens.segmentation import (
+        Calibration,
+        dataset_fingerprint,
+        minimum_iterations,
+        plan_experiment,
+        read_dataset,
+    )
 
     ds = read_dataset(dataset)
     fp = dataset_fingerprint(ds, workers=workers)
@@ -87,6 +93,8 @@ def plan(
         "memory_budget_gb": parse_size(memory_budget),
         "architecture": architecture,
         "regions_class_order": ds.regions_class_order,
+        # 300, or 1000 when the foreground is under 5% of the volume (from the fingerprint)
+        "min_iterations": minimum_iterations(fp),
     }
     if calibrate_speed and time_budget is not None:
         from medlens.segmentation._calibrate import calibrate, plan_with_verification

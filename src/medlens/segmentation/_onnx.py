@@ -134,7 +134,7 @@ def export_onnx(
     """
     from medlens.segmentation._predict import load_predictor
 
-    pred = load_predictor(model_dir, folds=folds, group_norm=False)
+    pred = load_predictor(model_dir, folds=folds, optimize=False)
     if output is not None and len(pred.networks) != 1:
         raise MedlensError(
             f"{model_dir}: {len(pred.networks)} folds ({', '.join(pred.folds)}); an output "

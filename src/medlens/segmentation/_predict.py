@@ -387,7 +387,7 @@ def load_predictor(
     checkpoint: str = "checkpoint_final.pt",
     threads: int | None = None,
     backend: str = "torch",
-    group_norm: bool = True,
+    optimize: bool = True,
 ) -> Predictor:
     """Load a trained model folder (``plans.json`` + ``fold_*/checkpoint_final.pt``).
 
@@ -406,11 +406,11 @@ def load_predictor(
         ``fold_<k>/network.onnx`` files that :func:`medlens.segmentation.export_onnx`
         writes (same outputs within float32 rounding; see ``benchmarks/seg_onnx.py``
         for which is faster).
-    group_norm : bool
-        Torch backend: run each instance norm as the equivalent, faster
-        ``GroupNorm(C, C)`` (:func:`~medlens.segmentation.inference_network`;
-        outputs equal within 2e-5). False keeps the trained modules as built
-        (ONNX export does).
+    optimize : bool
+        Torch backend: run the networks through
+        :func:`~medlens.segmentation.inference_network` (instance norms as the
+        equivalent group norms, oneDNN convolutions; outputs equal within 2e-5).
+        False keeps the trained modules as built (ONNX export does).
 
     Raises
     ------
@@ -445,7 +445,7 @@ def load_predictor(
         net = build_network(NetworkConfig.from_dict(state["network"]))
         net.load_state_dict(state["model"])
         net.eval()
-        if backend == "torch" and group_norm:
+        if backend == "torch" and optimize:
             net = inference_network(net)
         if backend == "onnx":
             from medlens.segmentation._onnx import OnnxNetwork, onnx_path

@@ -684,13 +684,19 @@ def calibration_noise_level(
     blocks = np.lib.stride_tricks.sliding_window_view(cal, (ks, ks), axis=(1, 2))
     mat = blocks.transpose(1, 2, 0, 3, 4).reshape(-1, k.shape[0] * ks * ks).astype(np.complex128)
 
+    # threadpoolctl comes with scikit-learn
+    from threadpoolctl import threadpool_limits
+
     def stat(a: np.ndarray) -> float:
         sv = np.linalg.svd(a, compute_uv=False)
         return float(np.median(sv[len(sv) // 2 :]))
 
     rng = np.random.default_rng(0)
     ref = rng.standard_normal(mat.shape) + 1j * rng.standard_normal(mat.shape)
-    return stat(mat) / stat(ref)
+    # one BLAS thread: these SVDs are small (hundreds of rows), and multithreaded
+    # OpenBLAS zgesdd took 22 s instead of 0.04 s on this 2-core machine under load
+    with threadpool_limits(limits=1, user_api="blas"):
+        return stat(mat) / stat(ref)
 
 
 def _auto_lambda(
@@ -1132,47 +1138,52 @@ def grappa(
         offs = _nearest_sources(int(col), sampled, sources_per_side, acs_w // 2)
         if offs:
             groups.setdefault(offs, []).append(int(col))
-    training: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
-    for offs in groups:
-        o = np.asarray(offs)
-        lo, hi = a0 - o.min(), a1 - o.max()  # targets t with t + o inside the ACS
-        lo, hi = max(lo, a0), min(hi, a1)
-        train = np.arange(lo, hi)
-        if train.size == 0:
-            continue
-        src = _gather(kp, rows, train, o, half)
-        tgt = kz[:, :, train].transpose(1, 2, 0).reshape(-1, n_coils)
-        training[offs] = (src, tgt)
-    if isinstance(lamda, str):
-        if lamda != "auto":
-            raise ValueError(f"lamda must be a number or 'auto', got {lamda!r}")
-        ranked = sorted(training, key=lambda o: -len(groups[o]))[:3]
-        lam = _grappa_cv_lambda([training[o] for o in ranked], rows, block=max(rows // 4, 1))
-    else:
-        lam = float(lamda)
-    sigma = 0.0
-    if shrink:
-        sigma = calibration_noise_level(kz, m) if noise is None else float(noise)
-    out = kz.copy()
-    for offs, cols in groups.items():
-        if offs not in training:
-            continue
-        o = np.asarray(offs)
-        src, tgt = training[offs]
-        gram = src.conj().T @ src
-        reg = lam * float(np.trace(gram).real) / gram.shape[0]
-        gram[np.diag_indices_from(gram)] += reg
-        weights = np.linalg.solve(gram, src.conj().T @ tgt)
-        tc = np.asarray(cols)
-        pred = (_gather(kp, rows, tc, o, half) @ weights).reshape(rows, len(tc), n_coils)
-        if sigma > 0:
-            # Wiener gain per filled column and coil: the prediction carries the sources'
-            # noise, 2 sigma^2 ||w_c||^2 per sample; its signal power is what exceeds that
-            noise_power = 2.0 * sigma**2 * np.sum(np.abs(weights) ** 2, axis=0)  # (C,)
-            power = np.mean(np.abs(pred) ** 2, axis=0)  # (n_t, C)
-            gain = np.clip(1.0 - noise_power / np.maximum(power, 1e-30), 0.0, 1.0)
-            pred *= gain.astype(pred.real.dtype)
-        out[:, :, tc] = pred.transpose(2, 0, 1)
+    from threadpoolctl import threadpool_limits  # comes with scikit-learn
+
+    # small least-squares fits: one BLAS thread (multithreaded OpenBLAS stalls for
+    # seconds on an oversubscribed 2-core machine)
+    with threadpool_limits(limits=1, user_api="blas"):
+        training: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+        for offs in groups:
+            o = np.asarray(offs)
+            lo, hi = a0 - o.min(), a1 - o.max()  # targets t with t + o inside the ACS
+            lo, hi = max(lo, a0), min(hi, a1)
+            train = np.arange(lo, hi)
+            if train.size == 0:
+                continue
+            src = _gather(kp, rows, train, o, half)
+            tgt = kz[:, :, train].transpose(1, 2, 0).reshape(-1, n_coils)
+            training[offs] = (src, tgt)
+        if isinstance(lamda, str):
+            if lamda != "auto":
+                raise ValueError(f"lamda must be a number or 'auto', got {lamda!r}")
+            ranked = sorted(training, key=lambda o: -len(groups[o]))[:3]
+            lam = _grappa_cv_lambda([training[o] for o in ranked], rows, block=max(rows // 4, 1))
+        else:
+            lam = float(lamda)
+        sigma = 0.0
+        if shrink:
+            sigma = calibration_noise_level(kz, m) if noise is None else float(noise)
+        out = kz.copy()
+        for offs, cols in groups.items():
+            if offs not in training:
+                continue
+            o = np.asarray(offs)
+            src, tgt = training[offs]
+            gram = src.conj().T @ src
+            reg = lam * float(np.trace(gram).real) / gram.shape[0]
+            gram[np.diag_indices_from(gram)] += reg
+            weights = np.linalg.solve(gram, src.conj().T @ tgt)
+            tc = np.asarray(cols)
+            pred = (_gather(kp, rows, tc, o, half) @ weights).reshape(rows, len(tc), n_coils)
+            if sigma > 0:
+                # Wiener gain per filled column and coil: the prediction carries the sources'
+                # noise, 2 sigma^2 ||w_c||^2 per sample; its signal power is what exceeds that
+                noise_power = 2.0 * sigma**2 * np.sum(np.abs(weights) ** 2, axis=0)  # (C,)
+                power = np.mean(np.abs(pred) ** 2, axis=0)  # (n_t, C)
+                gain = np.clip(1.0 - noise_power / np.maximum(power, 1e-30), 0.0, 1.0)
+                pred *= gain.astype(pred.real.dtype)
+            out[:, :, tc] = pred.transpose(2, 0, 1)
     return out
 
 

@@ -3,8 +3,13 @@
 Two steps, with ``medlens recon train`` in between::
 
     .venv/bin/python benchmarks/recon_varnet.py make-data varnet-data
-    .venv/bin/medlens recon train --data varnet-data/train --out varnet-model --time-budget 30m
-    .venv/bin/python benchmarks/recon_varnet.py evaluate varnet-data/test varnet-model
+    taskset -c 0 nice -n 5 .venv/bin/medlens recon train --data varnet-data/train \
+        --out varnet-model --time-budget 30m --accelerations 4,8 --crop-rows 128 --threads 1 \
+        --maps espirit --init cs --lr 1e-4
+    .venv/bin/python benchmarks/recon_varnet.py evaluate varnet-data/test varnet-model --no-sigpy
+
+(the session-3 run, docs/benchmarks.md; the session-2 run used the default
+``--maps acs --init cg`` with ``--lr 2e-3`` and no dicom-samples slices).
 
 Data (all simulated by :func:`medlens.reconstruction.simulate_kspace` on a 2x
 finer grid, 8 birdcage coils, smooth random phase, complex noise):
@@ -13,7 +18,10 @@ finer grid, 8 birdcage coils, smooth random phase, complex noise):
   equispaced R = 4 or R = 8 mask with 24 ACS lines per step) from axial slices
   of three real sources: the MNI152 2009a template (``brain-tissue``), the ITK
   ``KmeansTest`` T1 head (``brain-extraction``, test case) and the BrainWeb-style
-  PD and T1 slices of ``registration-2d``; coil ring radii 1.25 and 1.6.
+  PD and T1 slices of ``registration-2d``, and real sharp MR slices with fat
+  and skin from ``dicom-samples`` (a 1024 x 1024 shoulder, whole and in
+  quadrants, and a 484 x 484 abdomen, whole and in corners); coil ring radii
+  1.25 and 1.6.
 - ``train/*val*``: validation files (undersampled, R = 4 and R = 8) from
   Colin27 slices 60 and 130.
 - ``test/``: Colin27 (``brain-extraction``) slices 70, 85, 95, 110, 120 padded to

@@ -311,7 +311,7 @@ def run_demo(
     reserve = 90.0 + 15.0 * len(ds.test) + 10.0 * len(ds.train)
     train_budget = max(30.0, time_budget_s - (t - t0) - reserve)
     if min_iterations is None:
-        # 300, or 1000 when the foreground is a small share of the volume
+        # 300, or 2000 when the foreground is a small share of the volume
         # (phantom-kidney: 1.6%), decided from the fingerprint
         min_iterations = minimum_iterations(fp)
     # context before resolution: whole-image patches for a large structure (see

@@ -93,7 +93,7 @@ def plan(
         "memory_budget_gb": parse_size(memory_budget),
         "architecture": architecture,
         "regions_class_order": ds.regions_class_order,
-        # 300, or 1000 when the foreground is under 5% of the volume (from the fingerprint)
+        # 300, or 2000 when the foreground is under 5% of the volume (from the fingerprint)
         "min_iterations": minimum_iterations(fp),
     }
     if calibrate_speed and time_budget is not None:

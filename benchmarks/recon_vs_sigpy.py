@@ -24,6 +24,8 @@ output as :func:`medlens.reconstruction.expected_rss` (the estimate of the
 fully sampled RSS reference, noise floor included) instead of ``|x|``.
 
 Run:  taskset -c 1 nice .venv/bin/python benchmarks/recon_vs_sigpy.py [--quick]
+      [--methods sense]   (a subset of zf,grappa,espirit,sense,l1,tv; ``sense`` also
+      runs the ESPIRiT calibration that its ESPIRiT row adds to the time)
 """
 
 from __future__ import annotations
@@ -115,7 +117,9 @@ def sigpy_best(run, grid, ref, obj):  # type: ignore[no-untyped-def]
     return best
 
 
-def run_problem(img: np.ndarray, coils: int, accel: int, noise: float, quick: bool) -> list[Row]:
+def run_problem(
+    img: np.ndarray, coils: int, accel: int, noise: float, quick: bool, methods: set[str]
+) -> list[Row]:
     import sigpy.mri as mr
     from pygrappa import mdgrappa
 
@@ -146,7 +150,8 @@ def run_problem(img: np.ndarray, coils: int, accel: int, noise: float, quick: bo
     def plus(a, b):  # type: ignore[no-untyped-def]
         return (a[0] + b[0], a[1] + b[1])
 
-    add("zero-filled RSS", *timed(lambda: mlr.zero_filled(y)))
+    if "zf" in methods:
+        add("zero-filled RSS", *timed(lambda: mlr.zero_filled(y)))
     a0, a1 = mlr.acs_bounds(mask)
     kk = np.ascontiguousarray(np.moveaxis(y, 0, -1))
     calib = kk[:, a0:a1].copy()
@@ -154,21 +159,26 @@ def run_problem(img: np.ndarray, coils: int, accel: int, noise: float, quick: bo
     import warnings
 
     with warnings.catch_warnings():
+        if "grappa" not in methods:
+            pg_grid = []
         warnings.simplefilter("ignore", RuntimeWarning)  # pygrappa's 0/0 on empty patterns
         pg = sigpy_best(
             lambda lam: mlr.rss(mlr.ifft2c(np.moveaxis(
                 mdgrappa(kk, calib, kernel_size=(5, 5), coil_axis=-1, lamda=lam), -1, 0))),
             pg_grid, ref, obj,
         )  # fmt: skip
-    add("GRAPPA", *timed(lambda: mlr.grappa_reconstruction(y, mask)), pg, peer="pygrappa")
+    if "grappa" in methods:
+        add("GRAPPA", *timed(lambda: mlr.grappa_reconstruction(y, mask)), pg, peer="pygrappa")
     # ESPIRiT calibration
     ml_maps, ml_te = timed(lambda: mlr.espirit_maps(y, calib=24))
     sp_maps, sp_te = timed(
         lambda: mr.app.EspiritCalib(y, calib_width=24, show_pbar=False).run()
     )
-    rows.append(Row(name, "ESPIRiT calibration", np.nan, np.nan, np.nan, np.nan, ml_te[0],
-                    ml_te[1], sp_time=sp_te[0], sp_cpu=sp_te[1], sp_param="defaults"))  # fmt: skip
-    print(f"  {name:9s} ESPIRiT calibration    medlens {ml_te[0]:.2f} s | sigpy {sp_te[0]:.2f} s")
+    if "espirit" in methods:
+        rows.append(Row(name, "ESPIRiT calibration", np.nan, np.nan, np.nan, np.nan,
+                        ml_te[0], ml_te[1], sp_time=sp_te[0], sp_cpu=sp_te[1],
+                        sp_param="defaults"))  # fmt: skip
+        print(f"  {name:9s} ESPIRiT calibration  medlens {ml_te[0]:.2f} s | sigpy {sp_te[0]:.2f} s")
     sense_grid = [(0.0, 10), (0.0, 30), (1e-3, 30), (1e-2, 30)] if not quick else [(0.0, 10)]
 
     def sp_sense(maps):  # type: ignore[no-untyped-def]
@@ -176,40 +186,44 @@ def run_problem(img: np.ndarray, coils: int, accel: int, noise: float, quick: bo
             y, maps, lamda=p[0], weights=weights, max_iter=p[1], show_pbar=False
         ).run()
 
-    add("CG-SENSE, true maps (CV iterations)",
-        *timed(lambda: mlr.sense_reconstruction(y, sim.maps, mask=mask)),
-        sigpy_best(sp_sense(sim.maps), sense_grid, ref, obj))  # fmt: skip
-    x, t = timed(lambda: mlr.sense_reconstruction(y, ml_maps, mask=mask))
-    sp = sigpy_best(sp_sense(sp_maps), sense_grid, ref, obj)
-    add("ESPIRiT + CG-SENSE (CV iterations)", x, plus(t, ml_te), (sp[0], plus(sp[1], sp_te), sp[2]))
-    l1_grid = [1e-4, 3e-4, 1e-3, 3e-3] if not quick else [1e-3]
-    x, t = timed(lambda: mlr.l1_wavelet_reconstruction(y, ml_maps, mask=mask))
-    sp = sigpy_best(
-        lambda lam: mr.app.L1WaveletRecon(
-            y, sp_maps, lam, weights=weights, show_pbar=False
-        ).run(),
-        l1_grid,
-        ref,
-        obj,
-    )
-    sp_l1 = (sp[0], plus(sp[1], sp_te), sp[2])
-    add("ESPIRiT + L1-wavelet", x, plus(t, ml_te), sp_l1)
-    add("ESPIRiT + L1-wavelet, expected-RSS", mlr.expected_rss(x, noise=sigma, coils=coils),
-        plus(t, ml_te), sp_l1)  # fmt: skip
-    tv_grid = [1e-4, 1e-3, 1e-2] if not quick else [1e-3]
-    x, t = timed(lambda: mlr.tv_reconstruction(y, ml_maps, mask=mask))
-    sp = sigpy_best(
-        lambda lam: mr.app.TotalVariationRecon(
-            y, sp_maps, lam, weights=weights, show_pbar=False
-        ).run(),
-        tv_grid,
-        ref,
-        obj,
-    )
-    sp_tv = (sp[0], plus(sp[1], sp_te), sp[2])
-    add("ESPIRiT + TV", x, plus(t, ml_te), sp_tv)
-    add("ESPIRiT + TV, expected-RSS", mlr.expected_rss(x, noise=sigma, coils=coils),
-        plus(t, ml_te), sp_tv)  # fmt: skip
+    if "sense" in methods:
+        add("CG-SENSE, true maps (CV iterations)",
+            *timed(lambda: mlr.sense_reconstruction(y, sim.maps, mask=mask)),
+            sigpy_best(sp_sense(sim.maps), sense_grid, ref, obj))  # fmt: skip
+        x, t = timed(lambda: mlr.sense_reconstruction(y, ml_maps, mask=mask))
+        sp = sigpy_best(sp_sense(sp_maps), sense_grid, ref, obj)
+        add("ESPIRiT + CG-SENSE (CV iterations)", x, plus(t, ml_te),
+            (sp[0], plus(sp[1], sp_te), sp[2]))  # fmt: skip
+    if "l1" in methods:
+        l1_grid = [1e-4, 3e-4, 1e-3, 3e-3] if not quick else [1e-3]
+        x, t = timed(lambda: mlr.l1_wavelet_reconstruction(y, ml_maps, mask=mask))
+        sp = sigpy_best(
+            lambda lam: mr.app.L1WaveletRecon(
+                y, sp_maps, lam, weights=weights, show_pbar=False
+            ).run(),
+            l1_grid,
+            ref,
+            obj,
+        )
+        sp_l1 = (sp[0], plus(sp[1], sp_te), sp[2])
+        add("ESPIRiT + L1-wavelet", x, plus(t, ml_te), sp_l1)
+        add("ESPIRiT + L1-wavelet, expected-RSS", mlr.expected_rss(x, noise=sigma, coils=coils),
+            plus(t, ml_te), sp_l1)  # fmt: skip
+    if "tv" in methods:
+        tv_grid = [1e-4, 1e-3, 1e-2] if not quick else [1e-3]
+        x, t = timed(lambda: mlr.tv_reconstruction(y, ml_maps, mask=mask))
+        sp = sigpy_best(
+            lambda lam: mr.app.TotalVariationRecon(
+                y, sp_maps, lam, weights=weights, show_pbar=False
+            ).run(),
+            tv_grid,
+            ref,
+            obj,
+        )
+        sp_tv = (sp[0], plus(sp[1], sp_te), sp[2])
+        add("ESPIRiT + TV", x, plus(t, ml_te), sp_tv)
+        add("ESPIRiT + TV, expected-RSS", mlr.expected_rss(x, noise=sigma, coils=coils),
+            plus(t, ml_te), sp_tv)  # fmt: skip
     return rows
 
 
@@ -223,13 +237,19 @@ def main() -> int:
     ap.add_argument("--slice", type=int, default=95, help="axial Colin27 slice (of 181)")
     ap.add_argument("--noise", type=float, default=0.011,
                     help="k-space noise per real component (image max 1)")  # fmt: skip
+    ap.add_argument("--methods", default="zf,grappa,espirit,sense,l1,tv",
+                    help="comma-separated subset of zf,grappa,espirit,sense,l1,tv")  # fmt: skip
     args = ap.parse_args()
+    methods = set(args.methods.split(","))
+    unknown = methods - {"zf", "grappa", "espirit", "sense", "l1", "tv"}
+    if unknown:
+        ap.error(f"unknown methods {sorted(unknown)}")
     img = load_slices([args.slice])[0]
     problems = [(8, 4)] if args.quick else [(8, 4), (8, 8), (16, 4), (16, 8)]
     rows: list[Row] = []
     for coils, accel in problems:
         print(f"problem: {coils} coils, R={accel}", flush=True)
-        rows += run_problem(img, coils, accel, args.noise, args.quick)
+        rows += run_problem(img, coils, accel, args.noise, args.quick, methods)
     print()
     print("| problem | method | peer | medlens PSNR / SSIM (full) | peer PSNR / SSIM (full) | "
           "medlens PSNR / SSIM (object) | peer PSNR / SSIM (object) | medlens wall / CPU | "

@@ -183,3 +183,22 @@ def test_reconstruct_slice_expected_rss_magnitude(sim8: SimulatedKspace) -> None
                                rtol=1e-5)  # fmt: skip
     with pytest.raises(ValueError, match="magnitude"):
         reconstruct_slice(y, method="sense", mask=sim8.mask, maps=sim8.maps, magnitude="x")
+
+
+def test_tolerant_argmin_takes_the_end_of_the_flat_run_after_the_minimum() -> None:
+    from medlens.reconstruction._algorithms import _tolerant_argmin
+
+    errs = [10.0, 5.0, 4.0, 4.02, 4.03, 4.5, 4.01, 6.0]
+    assert _tolerant_argmin(errs, 0.0) == 3  # the argmin (1-based)
+    # 4.02 and 4.03 are within 1 % of 4.0; 4.5 breaks the run, so the later 4.01 is not reached
+    assert _tolerant_argmin(errs, 0.01) == 5
+    assert _tolerant_argmin(errs, 0.2) == 7
+    assert _tolerant_argmin([], 0.01) == 1
+
+
+def test_cross_validation_tolerance_never_stops_earlier(noisy: SimulatedKspace) -> None:
+    y, maps = noisy.masked_kspace[0], noisy.maps
+    k0 = cross_validated_iterations(y, maps, mask=noisy.mask, tolerance=0.0)
+    k1 = cross_validated_iterations(y, maps, mask=noisy.mask)
+    k2 = cross_validated_iterations(y, maps, mask=noisy.mask, tolerance=0.05)
+    assert k0 <= k1 <= k2

@@ -55,5 +55,6 @@ def test_tiny_phantom_demo_end_to_end(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["metrics"]["medlens U-Net"]) == {"kidney_and_mass", "mass", "tumor"}
     html = (out / "report.html").read_text()
+    assert "kidney+masses" in html and "masses" in html and "tumour" in html
     assert "synthetic" in html and "data:image/png;base64," in html
     assert (out / "predictions").is_dir() and any((out / "predictions").iterdir())

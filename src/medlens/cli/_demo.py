@@ -156,6 +156,9 @@ def _overlay_png(image: Any, masks: dict[str, np.ndarray], title: str) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+_REGION_NAMES = {"kidney_and_mass": "kidney+masses", "mass": "masses", "tumor": "tumour"}
+
+
 def _metrics(
     reference: np.ndarray, prediction: np.ndarray, spacing: tuple[float, ...], regions: Any
 ) -> dict[str, dict[str, float]]:
@@ -480,8 +483,12 @@ def run_demo(
         ]
     else:
         headline = (
-            f"KiTS21-preset Dice on {len(ds.test)} synthetic test phantoms: kidney+masses "
-            f"{ours['dice']:.3f}. Whole demo: {total / 60:.1f} min wall time, load average "
+            f"KiTS21-preset Dice on {len(ds.test)} synthetic test phantoms: "
+            + ", ".join(
+                f"{_REGION_NAMES.get(r, r)} {v['dice']:.3f}"
+                for r, v in mean_metrics["medlens U-Net"].items()
+            )
+            + f". Whole demo: {total / 60:.1f} min wall time, load average "
             f"{_machine()['load_average_1_5_15']}."
         )
         notes = [

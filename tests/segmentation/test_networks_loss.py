@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -120,3 +121,39 @@ def test_inference_network_equals_the_trained_modules(dims, batch):
     assert not any(isinstance(m, inorm) for m in fast.modules())
     assert sum(isinstance(m, torch.nn.GroupNorm) for m in fast.modules()) > 0
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize(("arch", "batch"), [("unet", 1), ("unet", 3), ("mednext", 1)])
+def test_channels_last_inference_network_equals_the_trained_modules(arch, batch):
+    # channels-last layout with the two-pass channels-last instance norm: the same
+    # function within float32 rounding (torch's own channels-last group norm is off
+    # by ~2e-3 here), also through the sliding window, which converts its tiles
+    from medlens.segmentation import (
+        channels_last_is_faster,
+        inference_network,
+        is_channels_last,
+        sliding_window_inference,
+    )
+
+    torch.manual_seed(0)
+    cfg = NetworkConfig(3, 2, 3, features=(8, 16, 32), architecture=arch)
+    net = build_network(cfg).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.InstanceNorm3d | torch.nn.GroupNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(batch, 2, 16, 12, 20) * 3 + 5
+    with torch.no_grad():
+        ref = net(x)
+        cl = inference_network(copy.deepcopy(net), channels_last=True)
+        assert is_channels_last(cl) and not is_channels_last(net)
+        out = cl(x.contiguous(memory_format=torch.channels_last_3d))
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
+        swa = sliding_window_inference(net, x[0], (8, 8, 8), n_outputs=3, mirror_axes=(0,))
+        swb = sliding_window_inference(cl, x[0], (8, 8, 8), n_outputs=3, mirror_axes=(0,))
+    torch.testing.assert_close(swb, swa, rtol=0, atol=1e-4)
+    assert channels_last_is_faster(net, (8, 8, 8), 2, repeats=1) in (True, False)
+    net2d = build_network(NetworkConfig(2, 1, 2, features=(4, 8)))
+    assert channels_last_is_faster(net2d, (8, 8), 1) is False
+    assert not is_channels_last(inference_network(net2d, channels_last=True))

@@ -149,7 +149,11 @@ def sliding_window_inference(
     ]
     units = [(ti, f) for ti in range(len(tiles)) for f in range(len(flips))]
     bf16 = precision == "bfloat16"
-    channels_last = bf16 and d == 3
+    from medlens.segmentation._networks import is_channels_last
+
+    channels_last = d == 3 and (
+        bf16 or (isinstance(net, torch.nn.Module) and is_channels_last(net))
+    )
     partial: dict[int, torch.Tensor] = {}
     done: dict[int, int] = {}
     with torch.no_grad():

@@ -22,6 +22,9 @@ def parse_args(description: str, *, nnunet: bool = False) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", default=None, help="medlens model folder (optional)")
     ap.add_argument("--shape", default="96x112x96", help="input volume (preprocessed grid)")
+    ap.add_argument(
+        "--patch", default="64x80x64", help="patch of the random-weights network (not --model)"
+    )
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
@@ -48,6 +51,7 @@ def parse_args(description: str, *, nnunet: bool = False) -> argparse.Namespace:
         )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    args.patch = tuple(int(v) for v in args.patch.split("x"))
     args.mirrors = {"off": (False,), "on": (True,), "both": (False, True)}[args.tta]
     args.precisions = (
         ("float32", "bfloat16") if args.precision == "both" else (args.precision,)
@@ -63,21 +67,35 @@ def trained_network(model: str, threads: int) -> tuple[Any, Any, tuple[int, ...]
     return pred.networks[0], pred.configuration.network, tuple(pred.configuration.patch_size)
 
 
-def medlens_network(cfg: Any, state: dict[str, Any] | None = None) -> Any:
-    """medlens's network for a config as its predictor runs it (eval, group norms)."""
-    from medlens.segmentation import build_network, inference_network
+def medlens_network(
+    cfg: Any, state: dict[str, Any] | None = None, patch: tuple[int, ...] | None = None
+) -> Any:
+    """medlens's network for a config as its predictor runs it.
+
+    Eval mode, group norms, oneDNN convolutions and, given the patch, the memory
+    layout that one timed forward finds faster (as ``load_predictor`` does).
+    """
+    from medlens.segmentation import build_network, channels_last_is_faster, inference_network
 
     net = build_network(cfg)
     if state is not None:
         net.load_state_dict(state)
-    return inference_network(net)
+    net.eval()
+    cl = patch is not None and channels_last_is_faster(net, patch, cfg.in_channels)
+    print(f"medlens layout: {'channels-last' if cl else 'contiguous'} (measured)")
+    return inference_network(net, channels_last=cl)
 
 
-def demo_network_config() -> tuple[Any, tuple[int, ...]]:
-    """NetworkConfig and patch of the demo's planned U-Net (3 mm, 64x80x64, width 8)."""
+def demo_network_config(
+    patch_size: tuple[int, ...] = (64, 80, 64),
+) -> tuple[Any, tuple[int, ...]]:
+    """NetworkConfig and patch of the demo's planned U-Net (3 mm, 64x80x64, width 8).
+
+    Another ``patch_size`` plans the same width-8 U-Net for it.
+    """
     from medlens.segmentation import NetworkConfig, pool_and_conv_props
 
-    strides, kernels, patch, _ = pool_and_conv_props((3.0, 3.0, 3.0), (64, 80, 64))
+    strides, kernels, patch, _ = pool_and_conv_props((3.0, 3.0, 3.0), patch_size)
     cfg = NetworkConfig(
         3,
         1,

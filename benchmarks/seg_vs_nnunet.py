@@ -141,10 +141,11 @@ def main() -> None:
         theirs.load_state_dict({k: ours.state_dict()[_medlens_key(k)] for k in theirs.state_dict()})
         source = f"trained model {args.model}"
     else:
-        cfg, patch = demo_network_config()
+        cfg, patch = demo_network_config(args.patch)
         torch.manual_seed(0)
         theirs = _plain_conv_unet(cfg)
-        ours = medlens_network(cfg, {_medlens_key(k): v for k, v in theirs.state_dict().items()})
+        state = {_medlens_key(k): v for k, v in theirs.state_dict().items()}
+        ours = medlens_network(cfg, state, patch)
         source = "random weights"
     ours.eval()
     theirs.eval()

@@ -104,18 +104,24 @@ def _plain_conv_unet(cfg):  # type: ignore[no-untyped-def]
     )
 
 
-def _nnunet_predictor(net, patch, n_classes, mirror):  # type: ignore[no-untyped-def]
+def _nnunet_cpu_predictor(mirror):  # type: ignore[no-untyped-def]
+    """nnUNetPredictor on its CPU path: tile step 0.5, Gaussian, quiet."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    p = nnUNetPredictor(
+    return nnUNetPredictor(
         tile_step_size=0.5,
         use_gaussian=True,
         use_mirroring=mirror,
         perform_everything_on_device=False,
         device=torch.device("cpu"),
         verbose=False,
+        verbose_preprocessing=False,
         allow_tqdm=False,
     )
+
+
+def _nnunet_predictor(net, patch, n_classes, mirror):  # type: ignore[no-untyped-def]
+    p = _nnunet_cpu_predictor(mirror)
 
     from types import SimpleNamespace
 
@@ -378,8 +384,6 @@ def end_to_end(args) -> None:  # type: ignore[no-untyped-def]
     import tempfile
     from pathlib import Path
 
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
     from medlens.io import read_image, write_image
     from medlens.segmentation._predict import load_predictor
 
@@ -405,16 +409,7 @@ def end_to_end(args) -> None:  # type: ignore[no-untyped-def]
         (t / "out").mkdir()
         cases = _test_cases(args.end_to_end, t / "in", cfg.spacing, extra)
         for mirror in args.mirrors:
-            nnp = nnUNetPredictor(
-                tile_step_size=0.5,
-                use_gaussian=True,
-                use_mirroring=mirror,
-                perform_everything_on_device=False,
-                device=torch.device("cpu"),
-                verbose=False,
-                verbose_preprocessing=False,
-                allow_tqdm=False,
-            )
+            nnp = _nnunet_cpu_predictor(mirror)
             nnp.initialize_from_trained_model_folder(str(t / "nnunet_model"), ("all",))
             for name, (path, shape, spacing) in cases.items():
                 t_nn, c_nn = [], []

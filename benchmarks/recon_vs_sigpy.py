@@ -194,36 +194,25 @@ def run_problem(
         sp = sigpy_best(sp_sense(sp_maps), sense_grid, ref, obj)
         add("ESPIRiT + CG-SENSE (CV iterations)", x, plus(t, ml_te),
             (sp[0], plus(sp[1], sp_te), sp[2]))  # fmt: skip
-    if "l1" in methods:
-        l1_grid = [1e-4, 3e-4, 1e-3, 3e-3] if not quick else [1e-3]
-        x, t = timed(lambda: mlr.l1_wavelet_reconstruction(y, ml_maps, mask=mask))
+    regularised = (
+        ("l1", "L1-wavelet", mlr.l1_wavelet_reconstruction, mr.app.L1WaveletRecon,
+         [1e-4, 3e-4, 1e-3, 3e-3]),
+        ("tv", "TV", mlr.tv_reconstruction, mr.app.TotalVariationRecon, [1e-4, 1e-3, 1e-2]),
+    )  # fmt: skip
+    for key, label, ours, app, grid in regularised:
+        if key not in methods:
+            continue
+        x, t = timed(lambda ours=ours: ours(y, ml_maps, mask=mask))
         sp = sigpy_best(
-            lambda lam: mr.app.L1WaveletRecon(
-                y, sp_maps, lam, weights=weights, show_pbar=False
-            ).run(),
-            l1_grid,
+            lambda lam, app=app: app(y, sp_maps, lam, weights=weights, show_pbar=False).run(),
+            grid if not quick else [1e-3],
             ref,
             obj,
         )
-        sp_l1 = (sp[0], plus(sp[1], sp_te), sp[2])
-        add("ESPIRiT + L1-wavelet", x, plus(t, ml_te), sp_l1)
-        add("ESPIRiT + L1-wavelet, expected-RSS", mlr.expected_rss(x, noise=sigma, coils=coils),
-            plus(t, ml_te), sp_l1)  # fmt: skip
-    if "tv" in methods:
-        tv_grid = [1e-4, 1e-3, 1e-2] if not quick else [1e-3]
-        x, t = timed(lambda: mlr.tv_reconstruction(y, ml_maps, mask=mask))
-        sp = sigpy_best(
-            lambda lam: mr.app.TotalVariationRecon(
-                y, sp_maps, lam, weights=weights, show_pbar=False
-            ).run(),
-            tv_grid,
-            ref,
-            obj,
-        )
-        sp_tv = (sp[0], plus(sp[1], sp_te), sp[2])
-        add("ESPIRiT + TV", x, plus(t, ml_te), sp_tv)
-        add("ESPIRiT + TV, expected-RSS", mlr.expected_rss(x, noise=sigma, coils=coils),
-            plus(t, ml_te), sp_tv)  # fmt: skip
+        sp_row = (sp[0], plus(sp[1], sp_te), sp[2])
+        add(f"ESPIRiT + {label}", x, plus(t, ml_te), sp_row)
+        add(f"ESPIRiT + {label}, expected-RSS", mlr.expected_rss(x, noise=sigma, coils=coils),
+            plus(t, ml_te), sp_row)  # fmt: skip
     return rows
 
 

@@ -38,6 +38,43 @@ ESPIRiT + L1-wavelet (automatic weight), SigPy's L1-wavelet with an oracle
 weight chosen on the test slice itself (if SigPy is installed) and the trained
 network, and prints PSNR / SSIM over the full field of view and inside the
 object mask (mean over slices), per acceleration.
+
+``make-data --test-subject kmeans`` (session 4) swaps the roles of the two
+real whole-head T1 subjects, to test session 3's diagnosis that the training
+sources lacked a sharp whole head. The protocol, fixed before any result::
+
+    .venv/bin/python benchmarks/recon_varnet.py make-data /tmp/vn4/data --test-subject kmeans
+    taskset -c 0 nice -n 5 .venv/bin/medlens recon train --data /tmp/vn4/data/train \
+        --out /tmp/vn4/model --time-budget 30m --accelerations 4,8 --acs 12 --crop-rows 128 \
+        --threads 1 --maps espirit --init cs --lr 1e-4
+    taskset -c 0 nice -n 5 .venv/bin/python benchmarks/recon_varnet.py evaluate \
+        /tmp/vn4/data/test /tmp/vn4/model --untrained
+
+- ``test/``: the ITK ``KmeansTest`` head (``brain-extraction`` case
+  ``itk_kmeanstest``), another subject and scanner, at its native geometry:
+  the 128 x 128 slices of its acquisition plane (2 x 2 mm in plane, 3 mm
+  thick; coronal by its affine), slices 10, 16, ..., 52 of 62 (8 slices), no
+  padding; 8 coils, coil radius 1.4, noise 0.011, seed 11 (as session 3);
+  equispaced R = 4 and R = 8 with 12 ACS lines (session 3's 24 of 256 scaled
+  to the 128 matrix, the same 9.4 % centre fraction; fastMRI's 0.04 at R = 8
+  would be 5 lines, fewer than the 6 x 6 ESPIRiT kernel). KmeansTest is in no
+  training or validation file.
+- ``train/``: fully sampled (``recon train --acs 12`` draws the masks) from
+  Colin27 (the sharp whole-head T1 that was session 3's test subject) at the
+  test scale, block-averaged to 2 x 2 mm in plane and 3 mm thick and padded to
+  128 x 128: all coronal slabs (the test plane) and every second axial and
+  sagittal slab; twelve 1 mm Colin27 slices padded to 256 x 256 (four per
+  plane); the BrainWeb-style T1 and PD slices of ``registration-2d`` at 2 mm
+  (a phantom built from Colin27's scans, so the same subject); the
+  ``dicom-samples`` shoulder and abdomen block-averaged to about 128 x 128;
+  coil radii 1.25 and 1.6.
+- ``train/*val*``: MNI152 2009a (``brain-tissue``; neither training nor test
+  subject) coronal slabs 35 and 50 at 2 x 2 x 3 mm, padded to 128 x 128,
+  R = 4 and R = 8 with 12 ACS lines. Only monitored: the final checkpoint is
+  tested.
+
+``--untrained`` also evaluates the freshly built network of the same
+configuration (ESPIRiT maps, CS start): the classical start alone.
 """
 
 from __future__ import annotations
@@ -57,6 +94,10 @@ import medlens.reconstruction as mlr
 NOISE = 0.011
 TEST_SLICES = (70, 85, 95, 110, 120)
 VAL_SLICES = (60, 130)
+# session 4 (--test-subject kmeans): KmeansTest acquisition-plane slices, ACS lines at 128
+KMEANS_TEST_SLICES = (10, 16, 22, 28, 34, 40, 46, 52)
+KMEANS_ACS = 12
+MNI_VAL_SLABS = (35, 50)
 
 
 def _volume(dataset: str, case_id: str | None = None) -> np.ndarray:
@@ -106,6 +147,46 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     return a[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
 
 
+def _block_mean3(a: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
+    s = [(n // k) * k for n, k in zip(a.shape, f, strict=True)]
+    a = a[: s[0], : s[1], : s[2]]
+    return a.reshape(s[0] // f[0], f[0], s[1] // f[1], f[1], s[2] // f[2], f[2]).mean(
+        axis=(1, 3, 5)
+    )
+
+
+def _slabs(vol: np.ndarray, axis: int, stride: int) -> list[tuple[int, np.ndarray]]:
+    """2 x 2 mm in-plane, 3 mm thick slabs of a 1 mm volume along ``axis``, padded to 128^2."""
+    f = [2, 2, 2]
+    f[axis] = 3
+    v = np.moveaxis(_block_mean3(vol, (f[0], f[1], f[2])), axis, 0)
+    return [(i, _pad(v[i], size=(128, 128))) for i in range(0, v.shape[0], stride)]
+
+
+def _kmeans_train_slices() -> list[tuple[str, np.ndarray]]:
+    """Session-4 training slices: Colin27 (2 mm and 1 mm), BrainWeb, shoulder, abdomen."""
+    from medlens.datasets import fetch
+    from medlens.io import read_image
+
+    out: list[tuple[str, np.ndarray]] = []
+    colin = _volume("brain-extraction", "colin27")
+    for axis, name, stride in ((1, "cor", 1), (2, "ax", 2), (0, "sag", 2)):
+        out += [(f"colin27_2mm_{name}{i:03d}", sl) for i, sl in _slabs(colin, axis, stride)]
+    for i in (60, 80, 100, 120):
+        out.append((f"colin27_1mm_ax{i:03d}", _pad(colin[:, :, i], size=(256, 256))))
+        out.append((f"colin27_1mm_cor{i:03d}", _pad(colin[:, i + 10, :], size=(256, 256))))
+        out.append((f"colin27_1mm_sag{i:03d}", _pad(colin[i - 30, :, :], size=(256, 256))))
+    ds = fetch("registration-2d")
+    for c in ds.cases:
+        if c.case_id in ("t1", "pd"):  # BrainWeb: a phantom made from Colin27's scans
+            arr = _block_mean(np.asarray(read_image(c.images[0]).array, dtype=np.float64), 2)
+            out.append((f"brainweb_{c.case_id}_2mm", _pad(arr, size=(128, 128))))
+    for name, sl in _dicom_slices():
+        sl = _block_mean(sl, 2)
+        out.append((f"{name}_half", _pad(sl, size=(max(128, sl.shape[0]), max(128, sl.shape[1])))))
+    return [(n, s) for n, s in out if s.max() > 0 and (s > 0.05 * s.max()).mean() > 0.05]
+
+
 def _dicom_slices() -> list[tuple[str, np.ndarray]]:
     """Real sharp MR slices with fat and skin (the head templates above are smooth or brain-only).
 
@@ -136,6 +217,61 @@ def _dicom_slices() -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def _write_undersampled(path: Path, img: np.ndarray, accel: int, acs: int, noise: float,
+                        seed: int, maps: bool) -> None:  # fmt: skip
+    from medlens.io import write_fastmri
+
+    sim = mlr.simulate_kspace(img, coils=8, acceleration=accel, acs=acs, noise=noise, seed=seed)
+    write_fastmri(path, sim.masked_kspace, mask=sim.mask, target=sim.target,
+                  maps=sim.maps if maps else None, acquisition="MEDLENS_SIMULATED",
+                  attrs={"noise": noise, "acceleration": accel,
+                         "num_low_frequency": acs})  # fmt: skip
+
+
+def _write_train(train_dir: Path, slices: list[tuple[str, np.ndarray]], noise: float,
+                 rng: np.random.Generator) -> None:  # fmt: skip
+    from medlens.io import write_fastmri
+
+    for i, (name, img) in enumerate(slices):
+        radius = (1.25, 1.6)[i % 2]
+        sim = mlr.simulate_kspace(img, coils=8, acceleration=4, acs=24, noise=noise,
+                                  seed=int(rng.integers(2**31)), coil_radius=radius)  # fmt: skip
+        write_fastmri(train_dir / f"{name}.h5", sim.kspace, target=sim.target,
+                      acquisition="MEDLENS_SIMULATED",
+                      attrs={"noise": noise, "coils": 8, "coil_radius": radius})  # fmt: skip
+
+
+def make_data_kmeans(out_dir: Path, noise: float, seed: int) -> None:
+    """Session 4: train on Colin27 + others, validate on MNI152, test on KmeansTest."""
+    train_dir, test_dir = out_dir / "train", out_dir / "test"
+    train_dir.mkdir(parents=True, exist_ok=True)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    slices = _kmeans_train_slices()
+    _write_train(train_dir, slices, noise, rng)
+    n_val = 0
+    # validation: MNI152 (a different "subject": the average of 152 heads); BrainWeb is not
+    # used for validation, since its phantom was built from Colin27's scans
+    for i, sl in _slabs(_volume("brain-tissue"), 1, 1):
+        if i not in MNI_VAL_SLABS:
+            continue
+        for accel in (4, 8):
+            name = f"val_mni152_2mm_cor{i:03d}_r{accel}.h5"
+            _write_undersampled(train_dir / name, sl, accel, KMEANS_ACS, noise,
+                                int(rng.integers(2**31)), maps=False)  # fmt: skip
+            n_val += 1
+    # native acquisition plane: canonical (RAS) axis 1 is the 62-slice, 3 mm axis
+    km = _volume("brain-extraction", "itk_kmeanstest")
+    for accel in (4, 8):
+        for y in KMEANS_TEST_SLICES:
+            _write_undersampled(test_dir / f"kmeans_y{y:03d}_r{accel}.h5", km[:, y, :], accel,
+                                KMEANS_ACS, noise, 11, maps=True)  # fmt: skip
+    print(f"{len(slices)} training slices, {n_val} validation and "
+          f"{2 * len(KMEANS_TEST_SLICES)} test files in {time.perf_counter() - t0:.0f} s "
+          f"-> {out_dir}")  # fmt: skip
+
+
 def make_data(out_dir: Path, noise: float, seed: int) -> None:
     """Write ``train/`` (fully sampled + validation) and ``test/`` fastMRI-layout files."""
     from medlens.io import write_fastmri
@@ -146,13 +282,7 @@ def make_data(out_dir: Path, noise: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     slices = _train_slices()
-    for i, (name, img) in enumerate(slices):
-        radius = (1.25, 1.6)[i % 2]
-        sim = mlr.simulate_kspace(img, coils=8, acceleration=4, acs=24, noise=noise,
-                                  seed=int(rng.integers(2**31)), coil_radius=radius)  # fmt: skip
-        write_fastmri(train_dir / f"{name}.h5", sim.kspace, target=sim.target,
-                      acquisition="MEDLENS_SIMULATED",
-                      attrs={"noise": noise, "coils": 8, "coil_radius": radius})  # fmt: skip
+    _write_train(train_dir, slices, noise, rng)
     colin = _volume("brain-extraction", "colin27")
     for accel in (4, 8):
         for z in VAL_SLICES:
@@ -176,13 +306,14 @@ def make_data(out_dir: Path, noise: float, seed: int) -> None:
           f"{2 * len(TEST_SLICES)} test files in {time.perf_counter() - t0:.0f} s -> {out_dir}")
 
 
-def _sigpy_l1_oracle(k: np.ndarray, mask: np.ndarray, ref: np.ndarray, obj: np.ndarray):  # type: ignore[no-untyped-def]
+def _sigpy_l1_oracle(k: np.ndarray, mask: np.ndarray, ref: np.ndarray, obj: np.ndarray,  # type: ignore[no-untyped-def]
+                     acs: int = 24):  # fmt: skip
     """SigPy ESPIRiT + L1-wavelet with the weight that is best on this slice (an oracle)."""
     import sigpy.mri as mr
     from recon_vs_sigpy import scores
 
     w = np.broadcast_to(mask, k.shape).astype(np.float32)
-    maps = mr.app.EspiritCalib(k, calib_width=24, show_pbar=False).run()
+    maps = mr.app.EspiritCalib(k, calib_width=acs, show_pbar=False).run()
     best = None
     for lam in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2):
         x = mr.app.L1WaveletRecon(k, maps, lam, weights=w, show_pbar=False).run()
@@ -193,13 +324,14 @@ def _sigpy_l1_oracle(k: np.ndarray, mask: np.ndarray, ref: np.ndarray, obj: np.n
     return best
 
 
-def _evaluate_file(f: Path, net, sigpy: bool, results: dict) -> None:  # type: ignore[no-untyped-def]
+def _evaluate_file(f: Path, nets, sigpy: bool, results: dict) -> None:  # type: ignore[no-untyped-def]
     from recon_vs_sigpy import object_mask, scores
 
     from medlens.io import read_fastmri
 
     vol = read_fastmri(f)
     accel = int(vol.attrs["acceleration"])
+    acs = int(vol.attrs.get("num_low_frequency", 24))
     k = vol.masked_kspace[0]
     ref = vol.target[0].astype(np.float64)
     obj = object_mask(ref)
@@ -211,9 +343,9 @@ def _evaluate_file(f: Path, net, sigpy: bool, results: dict) -> None:  # type: i
     ]  # fmt: skip
     if sigpy:
         runs.append(("ESPIRiT + L1-wavelet (SigPy oracle)",
-                     lambda: _sigpy_l1_oracle(k, mask, ref, obj)[1]))  # fmt: skip
-    if net is not None:
-        runs.append(("VarNet", lambda: net.reconstruct(k, mask=mask)))
+                     lambda: _sigpy_l1_oracle(k, mask, ref, obj, acs)[1]))  # fmt: skip
+    for name, net in nets:
+        runs.append((name, lambda net=net: net.reconstruct(k, mask=mask)))
     for method, fn in runs:
         t = time.perf_counter()
         x = fn()
@@ -224,17 +356,28 @@ def _evaluate_file(f: Path, net, sigpy: bool, results: dict) -> None:  # type: i
               f"{s[2]:.4f} | {dt:.2f} s", flush=True)  # fmt: skip
 
 
-def evaluate(test_dir: Path, model: Path | None, sigpy: bool) -> None:
+def evaluate(test_dir: Path, model: Path | None, sigpy: bool, untrained: bool = False) -> None:
     """Reconstruct the test files and print the comparison table (means over slices)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    net = None
+    nets = []
+    if untrained or model is not None:
+        import torch
+
+        torch.set_num_threads(1)
+    if untrained:
+        # the freshly built network of the session-3/4 configuration: CS + measured samples
+        from medlens.reconstruction.varnet import LearnedReconstructor, VarNetConfig, build_model
+
+        torch.manual_seed(0)
+        fresh = build_model(VarNetConfig(maps="espirit", init="cs"))
+        nets.append(("VarNet, untrained (CS start)", LearnedReconstructor(fresh)))
     if model is not None:
         from medlens.reconstruction.varnet import load_model
 
-        net = load_model(model)
+        nets.append(("VarNet", load_model(model)))
     results: dict[tuple[int, str], list[tuple[float, ...]]] = {}
     for f in sorted(test_dir.glob("*.h5")):
-        _evaluate_file(f, net, sigpy, results)
+        _evaluate_file(f, nets, sigpy, results)
     print()
     print("| R | method | PSNR / SSIM (full) | PSNR / SSIM (object) | time per slice |")
     print("|---|---|---|---|---|")
@@ -251,15 +394,21 @@ def main() -> int:
     mk.add_argument("out", type=Path)
     mk.add_argument("--noise", type=float, default=NOISE)
     mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--test-subject", choices=("colin27", "kmeans"), default="colin27",
+                    help="colin27: the session-2/3 protocol; kmeans: session 4 (Colin27 trains, "
+                    "KmeansTest tests)")  # fmt: skip
     ev = sub.add_parser("evaluate")
     ev.add_argument("test_dir", type=Path)
     ev.add_argument("model", type=Path, nargs="?")
     ev.add_argument("--no-sigpy", action="store_true")
+    ev.add_argument("--untrained", action="store_true",
+                    help="also the freshly built network (ESPIRiT maps, CS start)")  # fmt: skip
     args = ap.parse_args()
     if args.cmd == "make-data":
-        make_data(args.out, args.noise, args.seed)
+        make = make_data_kmeans if args.test_subject == "kmeans" else make_data
+        make(args.out, args.noise, args.seed)
     else:
-        evaluate(args.test_dir, args.model, not args.no_sigpy)
+        evaluate(args.test_dir, args.model, not args.no_sigpy, args.untrained)
     return 0
 
 

@@ -26,6 +26,7 @@ environment beside the same torch (its torchvision does not import with torch
     python3.11 -m venv /tmp/nnv
     /tmp/nnv/bin/pip install torch==2.13.0
     /tmp/nnv/bin/pip install -c <(echo torch==2.13.0) nnunetv2
+    /tmp/nnv/bin/pip install numba  # medlens's optional accelerator (fused channels-last norm)
     PYTHONPATH=src /tmp/nnv/bin/python benchmarks/seg_vs_nnunet.py [--model medlens-demo/model]
 
 With ``--model`` the network topology and patch come from a trained medlens

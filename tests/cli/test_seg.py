@@ -37,6 +37,24 @@ def test_plan_files(work):
     assert (w / "model" / "fold_all" / "checkpoint_final.pt").exists()
 
 
+def test_plan_minimum_iterations_follow_the_foreground_fraction(work, tmp_path):
+    # seg plan floors a budgeted plan at 300 iterations, or 2000 when the foreground
+    # is under 5 % of the cropped volume (minimum_iterations of the fingerprint)
+    w = work[2]
+    explain = json.loads((w / "plans.json").read_text())["explain"]
+    assert any("(minimum 300)" in e or "reached 300 iterations" in e for e in explain)
+    small = write_dataset(tmp_path / "Dataset002_Small", n=2)
+    for f in (small / "labelsTr").iterdir():  # keep only the core: ~1 % foreground
+        lab = read_image(f)
+        write_image(lab.with_array((lab.array == 2).astype(np.uint8) * 2), f)
+    w2 = tmp_path / "work"
+    argv = ["seg", "plan", str(small), str(w2), "--time-budget", "20s", "--no-calibrate"]
+    assert main(argv) == 0
+    explain = json.loads((w2 / "plans.json").read_text())["explain"]
+    assert any("(minimum 2000)" in e or "reached 2000 iterations" in e for e in explain)
+    assert not any("minimum 300)" in e or "reached 300 iterations" in e for e in explain)
+
+
 def test_train_takes_foreground_oversampling_from_the_fingerprint(work):
     from medlens.segmentation import DatasetFingerprint, foreground_oversampling
 

@@ -150,6 +150,19 @@ def test_channels_last_inference_network_equals_the_trained_modules(arch, batch)
         assert is_channels_last(cl) and not is_channels_last(net)
         out = cl(x.contiguous(memory_format=torch.channels_last_3d))
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
+        with torch.enable_grad():  # the fused norm's torch fallback, same function
+            torch.testing.assert_close(
+                cl(x.contiguous(memory_format=torch.channels_last_3d)).detach(),
+                ref,
+                rtol=0,
+                atol=1e-4,
+            )
+    if arch == "unet":  # numba is installed here: norm + leaky ReLU fused in each block
+        from medlens.segmentation._networks import _ChannelsLastNormAct3d
+
+        assert sum(isinstance(m, _ChannelsLastNormAct3d) for m in cl.modules()) == 10
+        assert not any(isinstance(m, torch.nn.LeakyReLU) for m in cl.modules())
+    with torch.no_grad():
         swa = sliding_window_inference(net, x[0], (8, 8, 8), n_outputs=3, mirror_axes=(0,))
         swb = sliding_window_inference(cl, x[0], (8, 8, 8), n_outputs=3, mirror_axes=(0,))
     torch.testing.assert_close(swb, swa, rtol=0, atol=1e-4)
@@ -157,3 +170,47 @@ def test_channels_last_inference_network_equals_the_trained_modules(arch, batch)
     net2d = build_network(NetworkConfig(2, 1, 2, features=(4, 8)))
     assert channels_last_is_faster(net2d, (8, 8), 1) is False
     assert not is_channels_last(inference_network(net2d, channels_last=True))
+
+
+@pytest.mark.parametrize("mean", [0.0, 4.0, 300.0])
+def test_fused_norm_act_matches_float64_instance_norm(mean):
+    # the numba kernel against torch's instance norm + leaky ReLU in float64; a mean
+    # 300 standard deviations away from 0 is where float32 one-pass statistics
+    # (torch's channels-last group / batch norm) lose the variance
+    from medlens.segmentation._fused import norm_act_
+
+    torch.manual_seed(1)
+    x = torch.randn(2, 8, 6, 5, 7) * 0.5 + mean
+    w, b = torch.rand(8) + 0.5, torch.randn(8) * 0.2
+    ref = torch.nn.functional.leaky_relu(
+        torch.nn.functional.instance_norm(x.double(), weight=w.double(), bias=b.double()),
+        0.01,
+    )
+    xc = x.contiguous(memory_format=torch.channels_last_3d)
+    norm_act_(xc.permute(0, 2, 3, 4, 1).reshape(2, -1, 8).numpy(), w.numpy(), b.numpy(), 1e-5, 0.01)
+    # float32 output: ~1 ulp of |x - mean| / std scaled by w, times the offset
+    atol = 2e-6 * (1 + mean / 0.5)
+    torch.testing.assert_close(xc.double(), ref, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_onednn_transposed_conv_equals_torch(channels_last):
+    # oneDNN's transposed convolution (inference_network) against torch's own kernel,
+    # for the U-Net's kernel = stride up-sampling and an overlapping kernel; output
+    # padding takes torch's path
+    from medlens.segmentation._networks import _OneDNNConvTranspose3d
+
+    torch.manual_seed(2)
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    for kw in ({"kernel_size": 2, "stride": 2}, {"kernel_size": 3, "stride": 2, "padding": 1}):
+        ct = torch.nn.ConvTranspose3d(6, 4, **kw).eval().to(memory_format=fmt)
+        fast = copy.deepcopy(ct)
+        fast.__class__ = _OneDNNConvTranspose3d
+        x = torch.randn(1, 6, 5, 4, 6).contiguous(memory_format=fmt)
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x), ct(x), rtol=0, atol=1e-5)
+    ct = torch.nn.ConvTranspose3d(6, 4, 3, 2, 1, output_padding=1).eval()
+    fast = copy.deepcopy(ct)
+    fast.__class__ = _OneDNNConvTranspose3d
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), ct(x), rtol=0, atol=0)

@@ -31,11 +31,12 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from medlens._numba import jit as _jit
 
 __all__ = [
     "available",
@@ -46,20 +47,6 @@ __all__ = [
     "scan_distances",
     "surfel_elements",
 ]
-
-
-def _jit(fn: Callable[..., Any]) -> Any:
-    """Compile ``fn`` with ``numba.njit(nogil=True, cache=True)``.
-
-    Without the on-disk cache when neither the package directory nor numba's user cache
-    directory can be written.
-    """
-    import numba
-
-    try:
-        return numba.njit(nogil=True, cache=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(fn)
 
 
 def _line_kernel(

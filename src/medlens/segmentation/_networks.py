@@ -7,6 +7,7 @@ only loaded on demand (``import medlens.segmentation`` does not load it).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -264,7 +265,59 @@ class _OneDNNConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-def _onednn_ok(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor) -> bool:
+class _OneDNNConvTranspose3d(nn.ConvTranspose3d):
+    """ConvTranspose3d on oneDNN's kernel for float32 CPU input (torch's own op).
+
+    torch runs CPU transposed convolutions on its slow im2col kernel
+    (``slow_conv_transpose3d``); its oneDNN op ``mkldnn._convolution_transpose_pointwise``
+    (the one TorchInductor uses) computes the same in about a fifth of the time for
+    the U-Nets' kernel = stride up-sampling. Without that op (another torch build)
+    or with output padding, groups or dilation, the normal path is taken.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if (
+            output_size is None
+            and _onednn_ok(self, x)
+            and _transpose_op_available()
+            and self.groups == 1
+            and not any(self.output_padding)
+            and all(d == 1 for d in self.dilation)
+            and not isinstance(self.padding, str)
+        ):
+            out: torch.Tensor = torch.ops.mkldnn._convolution_transpose_pointwise(
+                x,
+                self.weight,
+                self.bias,
+                list(self.padding),
+                list(self.output_padding),
+                list(self.stride),
+                list(self.dilation),
+                self.groups,
+                "none",
+                [],
+                "",
+            )
+            return out
+        return super().forward(x, output_size)
+
+
+@functools.cache
+def _transpose_op_available() -> bool:
+    """Whether this torch build has oneDNN's transposed convolution op and it agrees."""
+    try:
+        ct = nn.ConvTranspose3d(2, 3, 2, 2)
+        x = torch.randn(1, 2, 3, 2, 2)
+        with torch.no_grad():
+            y = torch.ops.mkldnn._convolution_transpose_pointwise(
+                x, ct.weight, ct.bias, [0] * 3, [0] * 3, [2] * 3, [1] * 3, 1, "none", [], ""
+            )
+            return bool(torch.allclose(y, ct(x), atol=1e-5))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def _onednn_ok(conv: nn.modules.conv._ConvNd, x: torch.Tensor) -> bool:
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
@@ -292,15 +345,67 @@ class _ChannelsLastInstanceNorm3d(nn.Module):
         self.eps = norm.eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, *sp = x.shape
-        # float32 statistics also under bfloat16 autocast (as torch's group norm)
-        x = x.float().contiguous(memory_format=torch.channels_last_3d)
-        xv = x.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # a view of channels-last memory
-        d = xv - xv.mean(dim=1, keepdim=True)
-        var = (d * d).mean(dim=1, keepdim=True)
-        scale = self.weight.view(1, 1, -1) * torch.rsqrt(var + self.eps)
-        out = torch.addcmul(self.bias.view(1, 1, -1), d, scale)
-        return out.view(n, *sp, c).permute(0, 4, 1, 2, 3)
+        return _two_pass_norm(x, self.weight, self.bias, self.eps)
+
+
+def _two_pass_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float,
+    slope: float | None = None,
+) -> torch.Tensor:
+    n, c, *sp = x.shape
+    # float32 statistics also under bfloat16 autocast (as torch's group norm)
+    x = x.float().contiguous(memory_format=torch.channels_last_3d)
+    xv = x.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # a view of channels-last memory
+    d = xv - xv.mean(dim=1, keepdim=True)
+    var = (d * d).mean(dim=1, keepdim=True)
+    scale = weight.view(1, 1, -1) * torch.rsqrt(var + eps)
+    out = torch.addcmul(bias.view(1, 1, -1), d, scale)
+    if slope is not None:
+        out = torch.nn.functional.leaky_relu_(out, slope)
+    return out.view(n, *sp, c).permute(0, 4, 1, 2, 3)
+
+
+class _ChannelsLastNormAct3d(nn.Module):
+    """Instance norm then leaky ReLU for channels-last 3D input, fused in a numba kernel.
+
+    float32 input without gradients or autocast is normalised and activated in
+    place (:func:`medlens.segmentation._fused.norm_act_`: float64 statistics, two
+    passes over memory, the cost of torch's contiguous group norm); anything else
+    takes :func:`_two_pass_norm`. Only used where the input is a convolution's
+    own output (a :class:`_ConvBlock`), so the in-place update is safe. ``weight``
+    and ``bias`` are the norm's parameters: state dicts keep their names.
+    """
+
+    def __init__(self, norm: nn.GroupNorm, negative_slope: float) -> None:
+        super().__init__()
+        self.weight = norm.weight
+        self.bias = norm.bias
+        self.eps = norm.eps
+        self.negative_slope = negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (
+            x.dtype == torch.float32
+            and x.device.type == "cpu"
+            and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+        ):
+            return _two_pass_norm(x, self.weight, self.bias, self.eps, self.negative_slope)
+        from medlens.segmentation._fused import norm_act_
+
+        n, c = x.shape[:2]
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        norm_act_(
+            x.permute(0, 2, 3, 4, 1).reshape(n, -1, c).numpy(),
+            self.weight.detach().numpy(),
+            self.bias.detach().numpy(),
+            self.eps,
+            self.negative_slope,
+        )
+        return x
 
 
 def is_channels_last(net: nn.Module) -> bool:
@@ -312,7 +417,9 @@ def is_channels_last(net: nn.Module) -> bool:
     >>> is_channels_last(net), is_channels_last(inference_network(net, channels_last=True))
     (False, True)
     """
-    return any(isinstance(m, _ChannelsLastInstanceNorm3d) for m in net.modules())
+    return any(
+        isinstance(m, _ChannelsLastInstanceNorm3d | _ChannelsLastNormAct3d) for m in net.modules()
+    )
 
 
 def channels_last_is_faster(
@@ -356,15 +463,19 @@ def inference_network(net: nn.Module, *, channels_last: bool = False) -> nn.Modu
       group-norm kernel (4-11% per forward on the U-Nets medlens plans).
     * Each ``Conv2d``/``Conv3d`` always uses oneDNN for float32 input without
       gradients (torch picks its slow im2col kernel for batch-1 inputs with few
-      channels; 2.3x per tile on the demo U-Net). Other dtypes and autocast
-      take the normal path.
+      channels; 2.3x per tile on the demo U-Net), and each ``ConvTranspose3d``
+      oneDNN's transposed convolution (torch's default CPU kernel is im2col;
+      about 5x faster for the kernel = stride up-sampling). Other dtypes and
+      autocast take the normal path.
 
     * ``channels_last=True`` (3D networks only): parameters in the
       ``channels_last_3d`` layout and each norm as a channels-last two-pass
-      instance norm; oneDNN then skips padding few-channel tensors to 16-channel
-      blocks. Inputs must be channels-last too (the sliding window does this
-      when :func:`is_channels_last`). Faster for some patches, slower for
-      others: see :func:`channels_last_is_faster`.
+      instance norm, fused with the leaky ReLU after it in a numba kernel when
+      numba is installed (else torch operations, five passes over memory);
+      oneDNN then skips padding few-channel tensors to 16-channel blocks.
+      Inputs must be channels-last too (the sliding window does this when
+      :func:`is_channels_last`). Faster for some patches, slower for others:
+      see :func:`channels_last_is_faster`.
 
     Outputs equal the original's within 2e-5 (docs/benchmarks.md). Inference
     only; the trainer keeps the modules it built. Modifies ``net`` in place
@@ -385,6 +496,8 @@ def inference_network(net: nn.Module, *, channels_last: bool = False) -> nn.Modu
     for mod in list(net.modules()):
         if type(mod) is nn.Conv3d:
             mod.__class__ = _OneDNNConv3d
+        elif type(mod) is nn.ConvTranspose3d:
+            mod.__class__ = _OneDNNConvTranspose3d
         elif type(mod) is nn.Conv2d:
             mod.__class__ = _OneDNNConv2d
         for name, child in list(mod.named_children()):
@@ -397,12 +510,25 @@ def inference_network(net: nn.Module, *, channels_last: bool = False) -> nn.Modu
                     gn.bias.copy_(child.bias)
                 setattr(mod, name, gn)
     if channels_last and _is_3d(net):
+        if _fused_available():
+            for mod in list(net.modules()):
+                if isinstance(mod, _ConvBlock) and isinstance(mod[2], nn.LeakyReLU):
+                    norm = mod[1]
+                    if isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels:
+                        mod[1] = _ChannelsLastNormAct3d(norm, mod[2].negative_slope)
+                        mod[2] = nn.Identity()
         for mod in list(net.modules()):
             for name, child in list(mod.named_children()):
                 if isinstance(child, nn.GroupNorm) and child.num_groups == child.num_channels:
                     setattr(mod, name, _ChannelsLastInstanceNorm3d(child))
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     return net.eval()
+
+
+def _fused_available() -> bool:
+    from medlens.segmentation._fused import available
+
+    return available()
 
 
 def _is_3d(net: nn.Module) -> bool:

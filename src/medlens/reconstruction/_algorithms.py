@@ -281,8 +281,11 @@ class _ColumnSense:
     sum_c conj(S_c) F_x^H M F_x (S_c v)`` needs two 1D FFTs per coil instead
     of two 2D ones; the centring shifts cancel because ``F_x^H M F_x`` is
     circulant. ``holdout`` points (``(ky, kx)`` index arrays, centred) are
-    removed from the data term exactly: their 2D Fourier coefficients are
-    rows of the phase-encoding DFT applied to the hybrid ``(y, kx)`` data.
+    removed from the data term exactly: the hybrid ``(y, kx)`` data of the
+    columns that hold them are Fourier transformed along ``y`` (1D FFTs of
+    those columns only), the held-out coefficients read off (their centred
+    values differ from the uncentred FFT's by a phase per row and column) and
+    subtracted back through the inverse FFT.
     """
 
     def __init__(
@@ -301,60 +304,56 @@ class _ColumnSense:
         self.cols_u = np.fft.ifftshift(np.asarray(mask, dtype=maps.real.dtype))
         self.lam = lam
         self.cols_h = np.zeros(0, dtype=np.intp)
-        self.dft = np.zeros((0, 0, h), dtype=maps.dtype)
-        self.order = np.zeros(0, dtype=np.intp)
-        self.valid = np.zeros((0, 0), dtype=bool)
+        self.rows_u = np.zeros(0, dtype=np.intp)
+        self.col_of = np.zeros(0, dtype=np.intp)
+        self.phase = np.zeros(0, dtype=maps.dtype)
+        self.keep = np.ones((0, h), dtype=maps.real.dtype)
         if holdout is not None:
-            ky, kx = holdout
-            cols = np.unique(kx)
-            per_col = [ky[kx == j] for j in cols]
-            n_max = max(len(r) for r in per_col)
-            y = np.arange(h) - h // 2
-            # rows of the centred phase-encoding DFT, zero-padded to n_max per column;
-            # centred column j is index (j - w // 2) mod w of the uncentred FFT, whose
-            # coefficients differ from the centred ones by a phase
-            dft = np.zeros((len(cols), n_max, h), dtype=maps.dtype)
-            valid = np.zeros((len(cols), n_max), dtype=bool)
-            for n, (j, rows) in enumerate(zip(cols, per_col, strict=True)):
-                phase = np.exp(2j * np.pi * (j - w // 2) * (w // 2) / w)
-                dft[n, : len(rows)] = np.exp(-2j * np.pi * np.outer(rows - h // 2, y) / h) * (
-                    phase / math.sqrt(h)
-                )
-                valid[n, : len(rows)] = True
+            ky, kx = (np.asarray(a, dtype=np.intp) for a in holdout)
+            cols, self.col_of = np.unique(kx, return_inverse=True)
+            # uncentred FFT indices: centred index k is frequency k - n // 2
             self.cols_h = ((cols - w // 2) % w).astype(np.intp)
-            self.dft, self.valid = dft, valid
-            # held-out values come out column by column; order maps them back
-            self.order = np.concatenate([np.flatnonzero(kx == j) for j in cols])
-        # contiguous forms used by every call: (J, H, n) and (J, n, H)
-        self.dft_t = np.ascontiguousarray(self.dft.transpose(0, 2, 1))
-        self.dft_conj = self.dft.conj()
+            self.rows_u = ((ky - h // 2) % h).astype(np.intp)
+            # the centred DFT's origin is at n // 2: a phase per frequency on each axis
+            fy, fx = ky - h // 2, kx - w // 2
+            self.phase = np.exp(2j * np.pi * (fy * (h // 2) / h + fx * (w // 2) / w)).astype(
+                maps.dtype
+            )
+            self.keep = np.ones((cols.size, h), dtype=maps.real.dtype)
+            self.keep[self.col_of, self.rows_u] = 0.0
+            self.maps_t = np.ascontiguousarray(maps.transpose(0, 2, 1))
+            self.maps_t_conj = self.maps_t.conj()
 
     def forward_hybrid(self, v: np.ndarray) -> np.ndarray:
         """``F_x (S v)``, uncentred along the columns, shape (C, H, W)."""
         return np.asarray(self._fft.fft(self.maps * v, axis=-1, norm="ortho", overwrite_x=True))
 
-    def _coefficients(self, u: np.ndarray) -> np.ndarray:
-        # (J, C, H) @ (J, H, n) -> (J, C, n)
-        return np.matmul(u[:, :, self.cols_h].transpose(2, 0, 1), self.dft_t)
-
-    def held_out(self, q: np.ndarray) -> np.ndarray:
-        """Held-out centred 2D coefficients (C, n) from :meth:`_coefficients`."""
-        vals = q.transpose(1, 0, 2)[:, self.valid]  # (C, n_points) column by column
-        out = np.empty_like(vals)
-        out[:, self.order] = vals
-        return out
-
     def normal(self, v: np.ndarray, u: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``A^H A v + lam v`` and the held-out coefficients of ``v``."""
+        """``A^H A v + lam v`` and the held-out centred coefficients ``(C, n)`` of ``S v``."""
+        if self.cols_h.size:
+            return self._normal_held_out(v)
         if u is None:
             u = self.forward_hybrid(v)
-        q = self._coefficients(u) if self.cols_h.size else np.zeros((0, u.shape[0], 0), u.dtype)
         u *= self.cols_u
-        if self.cols_h.size:
-            u[:, :, self.cols_h] -= np.matmul(q, self.dft_conj).transpose(1, 2, 0)
         back = self._fft.ifft(u, axis=-1, norm="ortho", overwrite_x=True)
         back *= self.maps_conj
         out = back.sum(axis=0)
+        return (out + self.lam * v if self.lam else out), np.zeros((u.shape[0], 0), u.dtype)
+
+    def _normal_held_out(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # transposed (C, W, H) layout: the held-out columns are contiguous rows, so
+        # gathering them and writing them back is cheap (fancy indexing of the last
+        # axis cost more than the 1D FFTs of those columns)
+        fft = self._fft
+        u = fft.fft(self.maps_t * v.T, axis=1, norm="ortho", overwrite_x=True)
+        g = fft.fft(u[:, self.cols_h], axis=-1, norm="ortho", overwrite_x=True)
+        q = g[:, self.col_of, self.rows_u] * self.phase
+        g *= self.keep
+        u *= self.cols_u[:, None]
+        u[:, self.cols_h] = fft.ifft(g, axis=-1, norm="ortho", overwrite_x=True)
+        back = fft.ifft(u, axis=1, norm="ortho", overwrite_x=True)
+        back *= self.maps_t_conj
+        out = np.ascontiguousarray(back.sum(axis=0).T)
         return (out + self.lam * v if self.lam else out), q
 
 
@@ -455,8 +454,7 @@ def cross_validated_iterations(
         op = _ColumnSense(s, cols, lam, holdout=(ky, kx))
 
         def normal_and_pred(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            ap, q = op.normal(p)
-            return ap, op.held_out(q)
+            return op.normal(p)
 
     else:
         a_tr = sense_operator(s, train)

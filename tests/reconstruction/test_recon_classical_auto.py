@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from medlens.reconstruction import (
+    SENSE_LAMDAS,
     SimulatedKspace,
     calibration_noise_level,
+    conjugate_gradient,
     cross_validated_iterations,
+    cross_validated_parameters,
     expected_rss,
     fft2c,
     grappa,
@@ -20,7 +23,12 @@ from medlens.reconstruction import (
     sense_reconstruction,
     simulate_kspace,
 )
-from medlens.reconstruction._algorithms import _ColumnSense, _data_gradient
+from medlens.reconstruction._algorithms import (
+    _ColumnSense,
+    _data_gradient,
+    _held_out_errors,
+    _lipschitz,
+)
 
 
 def _nrmse(ref: np.ndarray, x: np.ndarray) -> float:
@@ -78,10 +86,70 @@ def test_cross_validated_iterations_stop_before_the_noise_is_fitted(
     # the fixed 30 iterations of before
     assert errors[k - 1] <= 1.1 * errors[best - 1], (k, best)
     assert errors[k - 1] < 0.8 * errors[29]
-    auto = sense_reconstruction(y, maps, mask=noisy.mask)  # max_iter="auto"
+    auto = sense_reconstruction(y, maps, mask=noisy.mask, lamda=0.0)  # max_iter="auto"
     np.testing.assert_allclose(
         auto, sense_reconstruction(y, maps, mask=noisy.mask, max_iter=k), rtol=0, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("kind", ["equispaced", "poisson"])
+def test_multi_shift_held_out_errors_equal_separate_cg_runs(kind: str, make_phantom) -> None:  # type: ignore[no-untyped-def]
+    # one CG run on the smallest weight carries every Tikhonov weight along: its held-out
+    # errors equal those of a separate CG run per weight on the training operator (2D FFTs)
+    sim = simulate_kspace(make_phantom(48), coils=4, acceleration=3, acs=8, noise=0.03, seed=3,
+                          mask=kind)  # fmt: skip
+    y, s = sim.masked_kspace[0].astype(np.complex128), sim.maps.astype(np.complex128)
+    m = np.asarray(sim.mask)
+    lams = [1e-3, 0.0, 3e-2, 0.3]
+    errs = _held_out_errors(y, s, m, lams, holdout=0.1, max_iter=12, patience=100,
+                            tolerance=0.0, seed=4)  # fmt: skip
+    h, w = y.shape[1:]
+    sampled = np.broadcast_to(m, (h, w))
+    held = sampled & (np.random.default_rng(4).random((h, w)) < 0.1)
+    ky, kx = np.nonzero(held)
+    a = sense_operator(s, sampled & ~held)
+    b, y_held = a.H(y * (sampled & ~held)), y[:, ky, kx]
+    energy = float(np.vdot(y_held, y_held).real)
+    for lam, e in zip(lams, errs, strict=True):
+        assert e is not None and len(e) == 12
+        shift = lam * _lipschitz(s)
+        ref = []
+        for k in range(1, 13):
+            x = conjugate_gradient(lambda v, shift=shift: a.H(a(v)) + shift * v, b, max_iter=k,
+                                   tol=0)  # fmt: skip
+            ref.append(float(np.sum(np.abs(fft2c(s * x)[:, ky, kx] - y_held) ** 2)) / energy)
+        np.testing.assert_allclose(e, ref, rtol=1e-9)
+
+
+def test_cross_validated_weight_and_count(noisy: SimulatedKspace) -> None:
+    y, maps, ref = noisy.masked_kspace[0], noisy.maps, noisy.target[0]
+    p = cross_validated_parameters(y, maps, mask=noisy.mask)
+    assert p.lamda in SENSE_LAMDAS and 1 <= p.max_iter < 60
+    # the held-out error of the chosen weight is the least of the weights' own choices
+    for lam in SENSE_LAMDAS:
+        e = _held_out_errors(y, maps, np.asarray(noisy.mask), [lam], holdout=0.05, max_iter=60,
+                             patience=4, tolerance=0.01, seed=0)[0]  # fmt: skip
+        assert e is not None and p.held_out_error <= min(e) * (1 + 1e-5)  # complex64 data
+    # the chosen pair is within 10 % of the best image error over the grid of weights and
+    # counts (measured: 1.04x), and the default run is that pair
+    errors = {(lam, n): _nrmse(ref, sense_reconstruction(y, maps, mask=noisy.mask, lamda=lam,
+                                                          max_iter=n))
+              for lam in SENSE_LAMDAS for n in range(2, 41, 2)}  # fmt: skip
+    chosen = _nrmse(ref, sense_reconstruction(y, maps, mask=noisy.mask,
+                                              lamda=p.lamda, max_iter=p.max_iter))  # fmt: skip
+    assert chosen <= 1.1 * min(errors.values()), (p, min(errors, key=errors.__getitem__))
+    auto = sense_reconstruction(y, maps, mask=noisy.mask)
+    fixed = sense_reconstruction(y, maps, mask=noisy.mask, lamda=p.lamda, max_iter=p.max_iter)
+    np.testing.assert_allclose(auto, fixed, rtol=0, atol=1e-6)
+    # "auto" weight with a given count: no Tikhonov term
+    np.testing.assert_array_equal(
+        sense_reconstruction(y, maps, mask=noisy.mask, max_iter=7),
+        sense_reconstruction(y, maps, mask=noisy.mask, lamda=0.0, max_iter=7),
+    )
+    with pytest.raises(ValueError, match="lamda"):
+        sense_reconstruction(y, maps, mask=noisy.mask, lamda="some")
+    with pytest.raises(ValueError, match="lamdas"):
+        cross_validated_parameters(y, maps, mask=noisy.mask, lamdas=())
 
 
 def test_cross_validation_runs_longer_on_cleaner_data(make_phantom) -> None:  # type: ignore[no-untyped-def]

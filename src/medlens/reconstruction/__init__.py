@@ -11,10 +11,13 @@ Conventions: k-space is centred with ``norm="ortho"``; multi-coil arrays are
 from __future__ import annotations
 
 from medlens.reconstruction._algorithms import (
+    SENSE_LAMDAS,
     IterationInfo,
+    SenseParameters,
     calibration_noise_level,
     conjugate_gradient,
     cross_validated_iterations,
+    cross_validated_parameters,
     fista,
     grappa,
     grappa_reconstruction,
@@ -73,6 +76,7 @@ __all__ = [
     "MAGNITUDES",
     "MAP_ESTIMATORS",
     "MASK_KINDS",
+    "SENSE_LAMDAS",
     "Add",
     "Compose",
     "EquiSpacedMaskFunc",
@@ -82,6 +86,7 @@ __all__ = [
     "Linop",
     "Multiply",
     "RandomMaskFunc",
+    "SenseParameters",
     "SimulatedKspace",
     "Sum",
     "Wavelet",
@@ -92,6 +97,7 @@ __all__ = [
     "cmrxrecon_mask",
     "conjugate_gradient",
     "cross_validated_iterations",
+    "cross_validated_parameters",
     "default_center_fraction",
     "equispaced_mask",
     "espirit_maps",

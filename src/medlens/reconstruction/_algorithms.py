@@ -28,10 +28,13 @@ from medlens.reconstruction._linop import FiniteDifference, Linop, Wavelet, sens
 from medlens.reconstruction._masks import acs_bounds, calibration_size
 
 __all__ = [
+    "SENSE_LAMDAS",
     "IterationInfo",
+    "SenseParameters",
     "calibration_noise_level",
     "conjugate_gradient",
     "cross_validated_iterations",
+    "cross_validated_parameters",
     "fista",
     "grappa",
     "grappa_reconstruction",
@@ -394,7 +397,11 @@ def cross_validated_iterations(
     earlier than the image-error optimum (on MNI152 development slices the
     tolerance 0.01 cut the mean PSNR loss against each problem's best count
     from 0.25 to 0.17 dB). The run stops ``patience`` iterations after the
-    last iteration within the tolerance.
+    last iteration within the tolerance, or once the held-out error has
+    levelled off (gained less than ``0.3 * tolerance`` of itself over the
+    last ``patience`` iterations: with a Tikhonov weight it converges instead
+    of rising). For column masks the held-out points are removed by 1D FFTs
+    of the columns that hold them.
 
     Parameters
     ----------
@@ -434,6 +441,140 @@ def cross_validated_iterations(
     """
     y, m = _prepare(kspace, mask)
     s = np.asarray(maps).astype(y.dtype, copy=False)
+    errors = _held_out_errors(
+        y, s, m, [lamda], holdout=holdout, max_iter=max_iter, patience=patience,
+        tolerance=tolerance, seed=seed,
+    )[0]  # fmt: skip
+    return max_iter if errors is None else _tolerant_argmin(errors, tolerance)
+
+
+@dataclass(frozen=True)
+class SenseParameters:
+    """CG-SENSE parameters chosen by :func:`cross_validated_parameters`.
+
+    Attributes
+    ----------
+    lamda : float
+        Tikhonov weight, relative to the largest eigenvalue of ``A^H A``.
+    max_iter : int
+        CG iteration count.
+    held_out_error : float
+        Least held-out error of the chosen weight, relative to the held-out
+        data's energy (nan when nothing was held out).
+    """
+
+    lamda: float
+    max_iter: int
+    held_out_error: float
+
+
+
+#: a weight's search ends once its held-out error gained less than this times
+#: ``tolerance`` (relative) over ``patience`` iterations (MNI152 development slices)
+_PLATEAU = 0.3
+
+#: Tikhonov weights (relative) among which :func:`cross_validated_parameters` chooses.
+SENSE_LAMDAS = (0.0, 1e-3, 3e-3, 1e-2)
+
+
+def cross_validated_parameters(
+    kspace: npt.ArrayLike,
+    maps: npt.ArrayLike,
+    *,
+    mask: npt.ArrayLike | None = None,
+    lamdas: tuple[float, ...] = SENSE_LAMDAS,
+    holdout: float = 0.05,
+    max_iter: int = 60,
+    patience: int = 4,
+    tolerance: float = 0.01,
+    seed: int = 0,
+) -> SenseParameters:
+    """CG-SENSE Tikhonov weight and iteration count, jointly, by k-space cross-validation.
+
+    The same hold-out as :func:`cross_validated_iterations`, for every weight
+    in ``lamdas`` at once: the systems ``(A^H A + lamda I) x = A^H y`` share
+    one Krylov space, so a single CG run on the smallest weight carries the
+    others along by scalar recurrences (multi-shift CG), and the held-out
+    predictions of every weight follow from the held-out values of the base
+    run's search directions -- no operator application per weight. For each
+    weight the count is chosen as in :func:`cross_validated_iterations`; the
+    weight is the one whose chosen count predicts the held-out samples best.
+
+    Parameters
+    ----------
+    kspace : array_like, shape (C, H, W)
+        Zero-filled centred k-space.
+    maps : array_like, shape (C, H, W)
+        Coil sensitivities.
+    mask : array_like of bool, optional
+        Sampling mask (inferred if None).
+    lamdas : tuple of float
+        Candidate Tikhonov weights (relative, as in :func:`sense_reconstruction`).
+    holdout, max_iter, patience, tolerance, seed
+        As in :func:`cross_validated_iterations`; the run ends when every
+        weight's search has ended.
+
+    Returns
+    -------
+    SenseParameters
+        The weight, its iteration count and its held-out error.
+
+    References
+    ----------
+    B. Jegerlehner, "Krylov space solvers for shifted linear systems",
+    arXiv:hep-lat/9612014, 1996 (multi-shift CG).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medlens.reconstruction import simulate_kspace
+    >>> yy, xx = np.mgrid[-32:32, -32:32] / 32
+    >>> sim = simulate_kspace((yy**2 + xx**2 < 0.5) * 1.0, coils=4, acs=8, noise=0.02)
+    >>> p = cross_validated_parameters(sim.masked_kspace[0], sim.maps, mask=sim.mask)
+    >>> p.lamda in (0.0, 1e-3, 3e-3, 1e-2), 1 <= p.max_iter <= 60
+    (True, True)
+    """
+    y, m = _prepare(kspace, mask)
+    s = np.asarray(maps).astype(y.dtype, copy=False)
+    if not lamdas or min(lamdas) < 0:
+        raise ValueError(f"lamdas must be non-empty and non-negative, got {lamdas}")
+    all_errors = _held_out_errors(
+        y, s, m, list(lamdas), holdout=holdout, max_iter=max_iter, patience=patience,
+        tolerance=tolerance, seed=seed,
+    )  # fmt: skip
+    best: SenseParameters | None = None
+    for lam, errors in zip(lamdas, all_errors, strict=True):
+        if errors is None:
+            return SenseParameters(float(min(lamdas)), max_iter, float("nan"))
+        k = _tolerant_argmin(errors, tolerance)
+        e = min(errors) if errors else float("inf")
+        if best is None or e < best.held_out_error:
+            best = SenseParameters(float(lam), k, e)
+    assert best is not None
+    return best
+
+
+def _held_out_errors(
+    y: np.ndarray,
+    s: np.ndarray,
+    m: np.ndarray,
+    lamdas: list[float],
+    *,
+    holdout: float,
+    max_iter: int,
+    patience: int,
+    tolerance: float,
+    seed: int,
+) -> list[list[float] | None]:
+    """Relative held-out error after each CG iteration, per relative Tikhonov weight.
+
+    One CG run on the smallest weight (``sigma_0``); the shifted systems
+    ``(B + (sigma - sigma_0) I) x = b`` follow from it: their residuals are
+    ``zeta_j r_j`` and their directions ``p_j(sigma) = zeta_j r_j + beta_j(sigma)
+    p_{j-1}(sigma)``, so their held-out predictions need only the held-out
+    values ``q_j = A_h p_j`` of the base directions (``A_h r_j = q_j -
+    beta_{j-1} q_{j-1}``). None per weight where nothing could be held out.
+    """
     if s.shape != y.shape:
         raise ValueError(f"maps shape {s.shape} differs from k-space shape {y.shape}")
     if not 0 < holdout < 1:
@@ -444,14 +585,17 @@ def cross_validated_iterations(
     hold2 = sampled & (rng.random((h, w)) < holdout)
     ky, kx = np.nonzero(hold2)
     if ky.size == 0:
-        return max_iter
-    lam = lamda * _lipschitz(s)
+        return [None] * len(lamdas)
+    scale = _lipschitz(s)
+    base = min(lamdas) * scale
+    shifts = [lam * scale - base for lam in lamdas]
     y_held = y[:, ky, kx]
+    energy = max(float(np.vdot(y_held, y_held).real), 1e-30)
     train = sampled & ~hold2
     b = np.sum(s.conj() * ifft2c(y * train), axis=0)
     cols = _column_mask(np.asarray(m), w)
     if cols is not None:
-        op = _ColumnSense(s, cols, lam, holdout=(ky, kx))
+        op = _ColumnSense(s, cols, base, holdout=(ky, kx))
 
         def normal_and_pred(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return op.normal(p)
@@ -460,34 +604,60 @@ def cross_validated_iterations(
         a_tr = sense_operator(s, train)
 
         def normal_and_pred(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return a_tr.H(a_tr(p)) + lam * p, fft2c(s * p)[:, ky, kx]
+            return a_tr.H(a_tr(p)) + base * p, fft2c(s * p)[:, ky, kx]
 
-    x = np.zeros_like(b)
+    n = len(shifts)
     r = b.copy()
     p = r.copy()
-    pred = np.zeros_like(y_held)
     rr = float(np.vdot(r, r).real)
-    errors: list[float] = []
-    since = 0
+    # per shift: zeta_j, zeta_{j-1}, beta_{j-1}(sigma), A_h p_j(sigma), prediction
+    zeta, zeta_prev = [1.0] * n, [1.0] * n
+    beta_s = [0.0] * n
+    h_dir: list[np.ndarray] = [np.zeros_like(y_held) for _ in range(n)]
+    pred = [np.zeros_like(y_held) for _ in range(n)]
+    errors: list[list[float]] = [[] for _ in range(n)]
+    since = [0] * n
+    done = [False] * n
+    alpha_prev, beta_prev = 1.0, 0.0
+    q_prev = np.zeros_like(y_held)
     for _ in range(max_iter):
-        ap, pp = normal_and_pred(p)
+        ap, q = normal_and_pred(p)
         denom = float(np.vdot(p, ap).real)
         if denom <= 0 or rr == 0:
             break
         alpha = rr / denom
-        x += alpha * p
-        pred += alpha * pp
-        err = float(np.sum(np.abs(pred - y_held) ** 2))
-        errors.append(err)
-        since = 0 if err <= (1.0 + tolerance) * min(errors) else since + 1
-        if since >= patience:
+        ah_r = q - beta_prev * q_prev  # A_h r_j
+        for i, sigma in enumerate(shifts):
+            if done[i]:
+                continue
+            z, zp = zeta[i], zeta_prev[i]
+            h_dir[i] = z * ah_r + beta_s[i] * h_dir[i]
+            den = alpha * beta_prev * (zp - z) + zp * alpha_prev * (1.0 + sigma * alpha)
+            z_next = z * zp * alpha_prev / den if den != 0 else 0.0
+            alpha_s = alpha * z_next / z if z != 0 else 0.0
+            pred[i] += alpha_s * h_dir[i]
+            err = float(np.sum(np.abs(pred[i] - y_held) ** 2)) / energy
+            errors[i].append(err)
+            since[i] = 0 if err <= (1.0 + tolerance) * min(errors[i]) else since[i] + 1
+            zeta_prev[i], zeta[i] = z, z_next
+            # a shift stops past its tolerant run, when its error has levelled off
+            # (less than `tolerance` gained over `patience` iterations) or converged
+            e_i = errors[i]
+            flat = len(e_i) > patience and e_i[-1 - patience] - err <= _PLATEAU * tolerance * err
+            done[i] = since[i] >= patience or flat or abs(z_next) < 1e-30
+        if all(done):
             break
         r -= alpha * ap
         rr_new = float(np.vdot(r, r).real)
-        p *= rr_new / rr
+        beta = rr_new / rr
+        for i in range(n):
+            if not done[i] and zeta_prev[i] != 0:
+                beta_s[i] = beta * (zeta[i] / zeta_prev[i]) ** 2
+        p *= beta
         p += r
         rr = rr_new
-    return _tolerant_argmin(errors, tolerance)
+        alpha_prev, beta_prev, q_prev = alpha, beta, q
+    return list(errors)
 
 
 def _tolerant_argmin(errors: list[float], tolerance: float) -> int:
@@ -506,7 +676,7 @@ def sense_reconstruction(
     maps: npt.ArrayLike,
     *,
     mask: npt.ArrayLike | None = None,
-    lamda: float = 0.0,
+    lamda: float | str = "auto",
     max_iter: int | str = "auto",
     tol: float = 1e-6,
     discrepancy: float | None = None,
@@ -516,11 +686,16 @@ def sense_reconstruction(
 ) -> np.ndarray:
     """CG-SENSE: ``min ||M F S x - y||^2 + lamda ||x||^2`` by conjugate gradients.
 
-    The iteration count regularises (CG's early stopping): with
-    ``max_iter="auto"`` it is chosen from the data by k-space
-    cross-validation (:func:`cross_validated_iterations`: ``holdout`` of the
-    sampled points held out, the iteration that predicts them best), then CG
-    runs on all the data for that many iterations. With ``discrepancy`` set,
+    Both the Tikhonov weight and the iteration count (CG's early stopping)
+    regularise. With the defaults (``lamda="auto"``, ``max_iter="auto"``)
+    both are chosen from the data by k-space cross-validation
+    (:func:`cross_validated_parameters`: ``holdout`` of the sampled points
+    held out, the weight among :data:`SENSE_LAMDAS` and the count that
+    predict them best, all weights from one multi-shift CG run), then CG
+    runs on all the data with that weight for that many iterations. A given
+    weight with ``max_iter="auto"`` cross-validates the count only
+    (:func:`cross_validated_iterations`); ``lamda="auto"`` with a given count
+    means no Tikhonov term (the count regularises). With ``discrepancy`` set,
     CG instead stops at the first iterate whose data residual ``||A x - y||``
     falls below ``discrepancy * sqrt(2 M) * sigma`` (Morozov's discrepancy
     principle; ``M`` the number of sampled values, ``sigma`` the noise level
@@ -536,8 +711,9 @@ def sense_reconstruction(
         Coil sensitivities ``S``.
     mask : array_like of bool, optional
         Sampling mask (inferred from the data if None).
-    lamda : float
-        Tikhonov weight, relative to the largest eigenvalue of ``A^H A``.
+    lamda : float or "auto"
+        Tikhonov weight, relative to the largest eigenvalue of ``A^H A``, or
+        ``"auto"`` (cross-validated, see above).
     max_iter : int or "auto"
         Most CG iterations, or ``"auto"`` (cross-validated count).
     tol : float
@@ -575,9 +751,16 @@ def sense_reconstruction(
     s = np.asarray(maps).astype(y.dtype, copy=False)
     if s.shape != y.shape:
         raise ValueError(f"maps shape {s.shape} differs from k-space shape {y.shape}")
-    if isinstance(max_iter, str):
-        if max_iter != "auto":
-            raise ValueError(f"max_iter must be an int or 'auto', got {max_iter!r}")
+    if isinstance(max_iter, str) and max_iter != "auto":
+        raise ValueError(f"max_iter must be an int or 'auto', got {max_iter!r}")
+    if isinstance(lamda, str) and lamda != "auto":
+        raise ValueError(f"lamda must be a float or 'auto', got {lamda!r}")
+    if lamda == "auto" and max_iter == "auto":
+        chosen = cross_validated_parameters(y, s, mask=m, holdout=holdout)
+        lamda, n_iter = chosen.lamda, chosen.max_iter
+    elif isinstance(lamda, str):  # "auto" with a fixed count: the count regularises
+        lamda, n_iter = 0.0, int(max_iter)
+    elif max_iter == "auto":
         n_iter = cross_validated_iterations(y, s, mask=m, lamda=lamda, holdout=holdout)
     else:
         n_iter = int(max_iter)

@@ -398,9 +398,9 @@ def cross_validated_iterations(
     tolerance 0.01 cut the mean PSNR loss against each problem's best count
     from 0.25 to 0.17 dB). The run stops ``patience`` iterations after the
     last iteration within the tolerance, or once the held-out error has
-    levelled off (gained less than ``0.3 * tolerance`` of itself over the
-    last ``patience`` iterations: with a Tikhonov weight it converges instead
-    of rising). For column masks the held-out points are removed by 1D FFTs
+    levelled off (gained less than ``0.03 * tolerance`` of itself over the
+    last 8 iterations: with a Tikhonov weight it converges instead of
+    rising). For column masks the held-out points are removed by 1D FFTs
     of the columns that hold them.
 
     Parameters
@@ -469,9 +469,11 @@ class SenseParameters:
 
 
 
-#: a weight's search ends once its held-out error gained less than this times
-#: ``tolerance`` (relative) over ``patience`` iterations (MNI152 development slices)
-_PLATEAU = 0.3
+#: a weight's search ends once its held-out error gained less than ``_PLATEAU``
+#: times ``tolerance`` (relative) over ``_PLATEAU_WINDOW`` iterations (set on the
+#: MNI152 development slices)
+_PLATEAU = 0.03
+_PLATEAU_WINDOW = 8
 
 #: Tikhonov weights (relative) among which :func:`cross_validated_parameters` chooses.
 SENSE_LAMDAS = (0.0, 1e-3, 3e-3, 1e-2)
@@ -641,9 +643,11 @@ def _held_out_errors(
             since[i] = 0 if err <= (1.0 + tolerance) * min(errors[i]) else since[i] + 1
             zeta_prev[i], zeta[i] = z, z_next
             # a shift stops past its tolerant run, when its error has levelled off
-            # (less than `tolerance` gained over `patience` iterations) or converged
+            # (less than _PLATEAU * tolerance gained over _PLATEAU_WINDOW iterations)
+            # or when it has converged
             e_i = errors[i]
-            flat = len(e_i) > patience and e_i[-1 - patience] - err <= _PLATEAU * tolerance * err
+            window = _PLATEAU_WINDOW
+            flat = len(e_i) > window and e_i[-1 - window] - err <= _PLATEAU * tolerance * err
             done[i] = since[i] >= patience or flat or abs(z_next) < 1e-30
         if all(done):
             break

@@ -26,6 +26,7 @@ output as :func:`medlens.reconstruction.expected_rss` (the estimate of the
 fully sampled RSS reference, noise floor included) instead of ``|x|``.
 
 Run:  taskset -c 1 nice .venv/bin/python benchmarks/recon_vs_sigpy.py [--quick]
+      [--dataset mni152 --slice 70 110 130]   (the development slices instead of Colin27)
       [--methods sense]   (a subset of zf,grappa,espirit,sense,l1,tv; ``sense`` also
       runs the ESPIRiT calibration that its ESPIRiT row adds to the time)
 """
@@ -67,13 +68,17 @@ class Row:
     peer: str = "SigPy"
 
 
-def load_slices(zs: list[int]) -> list[np.ndarray]:
+def load_slices(zs: list[int], dataset: str = "colin27") -> list[np.ndarray]:
+    """Axial slices of Colin27 (the test subject) or of the MNI152 2009a template
+    (``mni152``: the development data on which medlens's defaults were set)."""
     import nibabel as nib
 
     from medlens.datasets import fetch
 
-    ds = fetch("brain-extraction")
-    case = next(c for c in ds.cases if c.case_id == "colin27")
+    if dataset == "mni152":
+        case = fetch("brain-tissue").cases[0]
+    else:
+        case = next(c for c in fetch("brain-extraction").cases if c.case_id == "colin27")
     vol = np.asarray(nib.as_closest_canonical(nib.load(case.images[0])).dataobj, dtype=np.float64)
     out = []
     for z in zs:
@@ -232,7 +237,10 @@ def fmt(v: float | None, spec: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one problem, one SigPy setting")
-    ap.add_argument("--slice", type=int, default=95, help="axial Colin27 slice (of 181)")
+    ap.add_argument("--slice", type=int, nargs="+", default=[95],
+                    help="axial slice(s) (Colin27: of 181)")  # fmt: skip
+    ap.add_argument("--dataset", choices=("colin27", "mni152"), default="colin27",
+                    help="colin27 (test) or mni152 (development: slices 70 110 130)")  # fmt: skip
     ap.add_argument("--noise", type=float, default=0.011,
                     help="k-space noise per real component (image max 1)")  # fmt: skip
     ap.add_argument("--methods", default="zf,grappa,espirit,sense,l1,tv",
@@ -242,12 +250,16 @@ def main() -> int:
     unknown = methods - {"zf", "grappa", "espirit", "sense", "l1", "tv"}
     if unknown:
         ap.error(f"unknown methods {sorted(unknown)}")
-    img = load_slices([args.slice])[0]
     problems = [(8, 4)] if args.quick else [(8, 4), (8, 8), (16, 4), (16, 8)]
     rows: list[Row] = []
-    for coils, accel in problems:
-        print(f"problem: {coils} coils, R={accel}", flush=True)
-        rows += run_problem(img, coils, accel, args.noise, args.quick, methods)
+    for z, img in zip(args.slice, load_slices(args.slice, args.dataset), strict=True):
+        for coils, accel in problems:
+            print(f"problem: {args.dataset} z={z}, {coils} coils, R={accel}", flush=True)
+            new = run_problem(img, coils, accel, args.noise, args.quick, methods)
+            if len(args.slice) > 1:
+                for r in new:
+                    r.problem = f"z{z} {r.problem}"
+            rows += new
     print()
     print("| problem | method | peer | medlens PSNR / SSIM (full) | peer PSNR / SSIM (full) | "
           "medlens PSNR / SSIM (object) | peer PSNR / SSIM (object) | medlens wall / CPU | "

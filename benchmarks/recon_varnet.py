@@ -46,9 +46,13 @@ sources lacked a sharp whole head. The protocol, fixed before any result::
     .venv/bin/python benchmarks/recon_varnet.py make-data /tmp/vn4/data --test-subject kmeans
     taskset -c 0 nice -n 5 .venv/bin/medlens recon train --data /tmp/vn4/data/train \
         --out /tmp/vn4/model --time-budget 30m --accelerations 4,8 --acs 12 --crop-rows 128 \
-        --threads 1 --maps espirit --init cs --lr 1e-4
+        --threads 1 --maps espirit --init cs --lr 1e-3
     taskset -c 0 nice -n 5 .venv/bin/python benchmarks/recon_varnet.py evaluate \
         /tmp/vn4/data/test /tmp/vn4/model --untrained
+
+(``--lr 1e-3`` instead of session 3's 1e-4 was chosen by two 5-minute runs
+scored on the validation files before the 30-minute run; docs/benchmarks.md,
+*VarNet vs CS, Colin27 in training (session 4)*).
 
 - ``test/``: the ITK ``KmeansTest`` head (``brain-extraction`` case
   ``itk_kmeanstest``), another subject and scanner, at its native geometry:

@@ -77,6 +77,20 @@ scored on the validation files before the 30-minute run; docs/benchmarks.md,
   R = 4 and R = 8 with 12 ACS lines. Only monitored: the final checkpoint is
   tested.
 
+``--flip-copies N`` (with ``--test-subject kmeans``; session 4, second run
+on the same test subject after the first failed) adds, for the training
+slices only, N of three copies of every slice, drawn per slice without
+replacement: rows reversed (``_flip0``), columns reversed (``_flip1``, the
+phase-encoding axis) and transposed (``_tr``), each as its own fully sampled
+file, so that ``recon train --init cs`` precomputes a CS start for each
+(``--augment`` cannot be combined with ``--init cs``). The copies are written
+last with their own random generators, so the original training, validation
+and test files are byte-identical to those made without the option. Run::
+
+    .venv/bin/python benchmarks/recon_varnet.py make-data /tmp/vn5/data --test-subject kmeans \
+        --flip-copies 2
+    (then train and evaluate as above, with /tmp/vn5)
+
 ``--untrained`` also evaluates the freshly built network of the same
 configuration (ESPIRiT maps, CS start): the classical start alone.
 """
@@ -245,8 +259,12 @@ def _write_train(train_dir: Path, slices: list[tuple[str, np.ndarray]], noise: f
                       attrs={"noise": noise, "coils": 8, "coil_radius": radius})  # fmt: skip
 
 
-def make_data_kmeans(out_dir: Path, noise: float, seed: int) -> None:
-    """Session 4: train on Colin27 + others, validate on MNI152, test on KmeansTest."""
+def make_data_kmeans(out_dir: Path, noise: float, seed: int, flip_copies: int = 0) -> None:
+    """Session 4: train on Colin27 + others, validate on MNI152, test on KmeansTest.
+
+    ``flip_copies`` > 0 adds that many flipped or transposed copies of every training
+    slice (:func:`_flip_copies`) as further fully sampled training files.
+    """
     train_dir, test_dir = out_dir / "train", out_dir / "test"
     train_dir.mkdir(parents=True, exist_ok=True)
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -271,9 +289,36 @@ def make_data_kmeans(out_dir: Path, noise: float, seed: int) -> None:
         for y in KMEANS_TEST_SLICES:
             _write_undersampled(test_dir / f"kmeans_y{y:03d}_r{accel}.h5", km[:, y, :], accel,
                                 KMEANS_ACS, noise, 11, maps=True)  # fmt: skip
-    print(f"{len(slices)} training slices, {n_val} validation and "
-          f"{2 * len(KMEANS_TEST_SLICES)} test files in {time.perf_counter() - t0:.0f} s "
-          f"-> {out_dir}")  # fmt: skip
+    n_copies = 0
+    if flip_copies:
+        # after the originals, validation and test files, with its own generator, so that
+        # those files are the same as without --flip-copies
+        copies = _flip_copies(slices, flip_copies, np.random.default_rng([seed, 1]))
+        _write_train(train_dir, copies, noise, np.random.default_rng([seed, 2]))
+        n_copies = len(copies)
+    print(f"{len(slices)} training slices + {n_copies} flipped/transposed copies, {n_val} "
+          f"validation and {2 * len(KMEANS_TEST_SLICES)} test files in "
+          f"{time.perf_counter() - t0:.0f} s -> {out_dir}")  # fmt: skip
+
+
+FLIPS = {
+    "flip0": lambda a: a[::-1, :],  # reverse rows (read-out axis)
+    "flip1": lambda a: a[:, ::-1],  # reverse columns (phase encoding: masks undersample it)
+    "tr": lambda a: a.T,  # swap the two axes (phase encoding along the other anatomy axis)
+}
+
+
+def _flip_copies(slices: list[tuple[str, np.ndarray]], n: int,
+                 rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:  # fmt: skip
+    """``n`` (1 to 3) of the three FLIPS per slice, drawn without replacement per slice."""
+    if not 1 <= n <= len(FLIPS):
+        raise ValueError(f"--flip-copies must be 0 to {len(FLIPS)}, got {n}")
+    keys = list(FLIPS)
+    out: list[tuple[str, np.ndarray]] = []
+    for name, img in slices:
+        for k in sorted(rng.choice(len(keys), size=n, replace=False)):
+            out.append((f"{name}_{keys[k]}", np.ascontiguousarray(FLIPS[keys[k]](img))))
+    return out
 
 
 def make_data(out_dir: Path, noise: float, seed: int) -> None:
@@ -401,6 +446,9 @@ def main() -> int:
     mk.add_argument("--test-subject", choices=("colin27", "kmeans"), default="colin27",
                     help="colin27: the session-2/3 protocol; kmeans: session 4 (Colin27 trains, "
                     "KmeansTest tests)")  # fmt: skip
+    mk.add_argument("--flip-copies", type=int, default=0,
+                    help="kmeans only: add this many (1-3) of {rows reversed, columns reversed, "
+                    "transposed} copies of every training slice, drawn per slice")  # fmt: skip
     ev = sub.add_parser("evaluate")
     ev.add_argument("test_dir", type=Path)
     ev.add_argument("model", type=Path, nargs="?")
@@ -409,8 +457,12 @@ def main() -> int:
                     help="also the freshly built network (ESPIRiT maps, CS start)")  # fmt: skip
     args = ap.parse_args()
     if args.cmd == "make-data":
-        make = make_data_kmeans if args.test_subject == "kmeans" else make_data
-        make(args.out, args.noise, args.seed)
+        if args.test_subject == "kmeans":
+            make_data_kmeans(args.out, args.noise, args.seed, args.flip_copies)
+        elif args.flip_copies:
+            ap.error("--flip-copies needs --test-subject kmeans")
+        else:
+            make_data(args.out, args.noise, args.seed)
     else:
         evaluate(args.test_dir, args.model, not args.no_sigpy, args.untrained)
     return 0

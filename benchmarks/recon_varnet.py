@@ -259,19 +259,27 @@ def _write_train(train_dir: Path, slices: list[tuple[str, np.ndarray]], noise: f
                       attrs={"noise": noise, "coils": 8, "coil_radius": radius})  # fmt: skip
 
 
+def _start_data(
+    out_dir: Path, slices: list[tuple[str, np.ndarray]], noise: float, seed: int
+) -> tuple[Path, Path, np.random.Generator, float]:
+    """Make ``train/`` and ``test/``, write the fully sampled training files; the RNG goes on."""
+    train_dir, test_dir = out_dir / "train", out_dir / "test"
+    train_dir.mkdir(parents=True, exist_ok=True)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    _write_train(train_dir, slices, noise, rng)
+    return train_dir, test_dir, rng, t0
+
+
 def make_data_kmeans(out_dir: Path, noise: float, seed: int, flip_copies: int = 0) -> None:
     """Session 4: train on Colin27 + others, validate on MNI152, test on KmeansTest.
 
     ``flip_copies`` > 0 adds that many flipped or transposed copies of every training
     slice (:func:`_flip_copies`) as further fully sampled training files.
     """
-    train_dir, test_dir = out_dir / "train", out_dir / "test"
-    train_dir.mkdir(parents=True, exist_ok=True)
-    test_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    t0 = time.perf_counter()
     slices = _kmeans_train_slices()
-    _write_train(train_dir, slices, noise, rng)
+    train_dir, test_dir, rng, t0 = _start_data(out_dir, slices, noise, seed)
     n_val = 0
     # validation: MNI152 (a different "subject": the average of 152 heads); BrainWeb is not
     # used for validation, since its phantom was built from Colin27's scans
@@ -325,13 +333,8 @@ def make_data(out_dir: Path, noise: float, seed: int) -> None:
     """Write ``train/`` (fully sampled + validation) and ``test/`` fastMRI-layout files."""
     from medlens.io import write_fastmri
 
-    train_dir, test_dir = out_dir / "train", out_dir / "test"
-    train_dir.mkdir(parents=True, exist_ok=True)
-    test_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    t0 = time.perf_counter()
     slices = _train_slices()
-    _write_train(train_dir, slices, noise, rng)
+    train_dir, test_dir, rng, t0 = _start_data(out_dir, slices, noise, seed)
     colin = _volume("brain-extraction", "colin27")
     for accel in (4, 8):
         for z in VAL_SLICES:

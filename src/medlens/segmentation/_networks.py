@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from medlens.segmentation._config import NetworkConfig
+from medlens.segmentation._fused import available as _fused_available
+from medlens.segmentation._fused import norm_act_
 
 __all__ = [
     "MedNeXt",
@@ -304,15 +306,20 @@ class _OneDNNConvTranspose3d(nn.ConvTranspose3d):
 
 @functools.cache
 def _transpose_op_available() -> bool:
-    """Whether this torch build has oneDNN's transposed convolution op and it agrees."""
+    """Whether this torch build has oneDNN's transposed convolution op and it agrees.
+
+    The probe's values are fixed, so the global random state is left as it was.
+    """
+    x = torch.linspace(-1, 1, 24).reshape(1, 2, 3, 2, 2)
+    w = torch.linspace(-0.5, 0.7, 48).reshape(2, 3, 2, 2, 2)
+    b = torch.tensor([0.1, -0.2, 0.3])
     try:
-        ct = nn.ConvTranspose3d(2, 3, 2, 2)
-        x = torch.randn(1, 2, 3, 2, 2)
         with torch.no_grad():
             y = torch.ops.mkldnn._convolution_transpose_pointwise(
-                x, ct.weight, ct.bias, [0] * 3, [0] * 3, [2] * 3, [1] * 3, 1, "none", [], ""
+                x, w, b, [0] * 3, [0] * 3, [2] * 3, [1] * 3, 1, "none", [], ""
             )
-            return bool(torch.allclose(y, ct(x), atol=1e-5))
+            ref = torch.nn.functional.conv_transpose3d(x, w, b, stride=2)
+            return bool(torch.allclose(y, ref, atol=1e-5))
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
 
@@ -394,8 +401,6 @@ class _ChannelsLastNormAct3d(nn.Module):
             and not torch.is_autocast_enabled("cpu")
         ):
             return _two_pass_norm(x, self.weight, self.bias, self.eps, self.negative_slope)
-        from medlens.segmentation._fused import norm_act_
-
         n, c = x.shape[:2]
         x = x.contiguous(memory_format=torch.channels_last_3d)
         norm_act_(
@@ -523,12 +528,6 @@ def inference_network(net: nn.Module, *, channels_last: bool = False) -> nn.Modu
                     setattr(mod, name, _ChannelsLastInstanceNorm3d(child))
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     return net.eval()
-
-
-def _fused_available() -> bool:
-    from medlens.segmentation._fused import available
-
-    return available()
 
 
 def _is_3d(net: nn.Module) -> bool:

@@ -148,10 +148,12 @@ def test_phantom_round_trip_beats_zero_filling(sim8: SimulatedKspace, method: st
 def test_regularised_methods_beat_cg_sense_at_high_acceleration(phantom: np.ndarray) -> None:
     from medlens.reconstruction import simulate_kspace
 
+    # the true maps: with ESPIRiT maps from 12 ACS lines at 64 x 64 map errors dominate at this
+    # mask offset, and whatever smooths most wins (the L1 weight follows the noise level)
     sim = simulate_kspace(phantom, coils=8, acceleration=6, acs=12, noise=0.01, seed=9)
     y = sim.masked_kspace[0]
     ref = sim.target[0]
-    maps = espirit_maps(y, calib=12)
+    maps = sim.maps
     e_sense = _nrmse(ref, sense_reconstruction(y, maps, mask=sim.mask))
     assert _nrmse(ref, l1_wavelet_reconstruction(y, maps, mask=sim.mask)) < e_sense
     assert _nrmse(ref, tv_reconstruction(y, maps, mask=sim.mask)) < e_sense

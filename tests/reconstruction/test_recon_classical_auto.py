@@ -271,3 +271,22 @@ def test_cross_validation_tolerance_never_stops_earlier(noisy: SimulatedKspace) 
     k1 = cross_validated_iterations(y, maps, mask=noisy.mask)
     k2 = cross_validated_iterations(y, maps, mask=noisy.mask, tolerance=0.05)
     assert k0 <= k1 <= k2
+
+
+@pytest.mark.parametrize("coils", [8, 16])
+def test_calibration_noise_level_with_a_small_acs_block(make_phantom, coils: int) -> None:
+    # 12 ACS lines, 6 x 6 kernel, 8 coils: the square box's 49 x 288 calibration matrix put
+    # signal into the "noise" half of its singular values (10-40x too high); the taller box and
+    # the smaller kernel keep the estimate near the true level and its 24-line value
+    sigma = 0.01
+    sim = simulate_kspace(make_phantom(128), coils=coils, acceleration=1, acs=24, noise=sigma,
+                          seed=1)  # fmt: skip
+    k = sim.kspace[0]
+    est = {}
+    for acs in (12, 16, 24):
+        m = np.zeros(128, bool)
+        m[1::4] = True
+        m[64 - acs // 2 : 64 - acs // 2 + acs] = True
+        est[acs] = calibration_noise_level(k * m, m)
+    assert all(0.9 < e / sigma < 1.35 for e in est.values()), est
+    assert abs(est[12] / est[24] - 1) < 0.2, est

@@ -28,9 +28,11 @@ from medlens.reconstruction.varnet import (  # noqa: E402
     VarNetConfig,
     _acs_mask,
     _augment,
+    _augment_with_start,
     _cs_start,
     _draw_mask,
     _espirit,
+    _reflect,
     _Sample,
     _tensors,
     build_model,
@@ -184,6 +186,54 @@ def test_augment_flips_and_transposes_image_target_and_maps(make_phantom) -> Non
         np.testing.assert_array_equal(out.target, candidates(sample.target)[hits[0]])
         seen.add(hits[0])
     assert seen == set(range(8))
+
+
+@pytest.mark.parametrize("n", [8, 9])
+def test_reflection_about_the_centre_commutes_with_the_centred_fft(n: int) -> None:
+    x = np.random.default_rng(n).normal(size=(2, n, n + 3)) + 1j
+    for axis in (-2, -1):
+        np.testing.assert_allclose(fft2c(_reflect(x, axis)), _reflect(fft2c(x), axis), atol=1e-12)
+    # index n // 2 (the origin) stays put; neighbours swap
+    r = _reflect(np.arange(n), 0)
+    assert r[n // 2] == n // 2 and r[n // 2 + 1] == n // 2 - 1
+
+
+def test_augment_with_start_reflects_slice_mask_and_start_together(make_phantom) -> None:
+    sim = simulate_kspace(make_phantom(32)[:, :24], coils=3, acceleration=1, acs=8, seed=3)
+    maps = np.asarray(sim.maps, dtype=np.complex64)
+    sample = _Sample(sim.kspace[0], None, sim.target[0], maps)
+    mask = _draw_mask(24, [4], 8, np.random.default_rng(1))
+    start = np.random.default_rng(2).normal(size=(32, 24)).astype(np.complex64)
+    # a SENSE acquisition of some image; reflected, it must stay one of the reflected image
+    img = np.random.default_rng(3).normal(size=(32, 24)) + 0j
+    y = fft2c(maps * img) * mask
+
+    def apply(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+        for ax in axes:
+            a = _reflect(a, ax)
+        return a
+
+    combos = [(), (-2,), (-1,), (-2, -1)]
+    seen = set()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        out, m, x0 = _augment_with_start(sample, mask, start, rng)
+        assert out.mask is None and out.maps is not None
+        # which reflections were drawn (the random start tells them apart) ...
+        axes = next(c for c in combos if np.array_equal(x0, apply(start, c)))
+        seen.add(axes)
+        # ... and k-space, target, maps and mask moved with the start
+        np.testing.assert_array_equal(out.kspace, apply(sample.kspace, axes))
+        np.testing.assert_array_equal(out.target, apply(sample.target, axes))
+        np.testing.assert_array_equal(out.maps, apply(maps, axes))
+        np.testing.assert_array_equal(m, _reflect(mask, -1) if -1 in axes else mask)
+        np.testing.assert_allclose(fft2c(out.maps * apply(img, axes)) * m, apply(y, axes),
+                                   atol=1e-5)  # fmt: skip
+    assert seen == set(combos)
+    # a reflected equispaced mask keeps its line count and the size of its ACS block
+    acs = [_acs_mask(torch.from_numpy(a.astype(np.float32))[None, None, None]).sum().item()
+           for a in (mask, _reflect(mask, -1))]  # fmt: skip
+    assert _reflect(mask, -1).sum() == mask.sum() and acs[0] == acs[1] == 8
 
 
 def test_untrained_sensitivity_maps_are_acs_images_over_rss(make_phantom) -> None:
@@ -352,6 +402,32 @@ def test_train_with_espirit_maps_and_cs_start(data_dir: Path, tmp_path: Path) ->
         ref = vol.target[s]
         psnrs.append(10 * np.log10(ref.max() ** 2 / np.mean((ref - expect) ** 2)))
     assert abs(res.val_psnr - float(np.mean(psnrs))) < 0.05
+
+
+def test_train_augments_cs_starts(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_phantom
+) -> None:
+    # --augment with init="cs": every step on a fully sampled slice goes through the reflection
+    import medlens.reconstruction.varnet as vn
+
+    calls = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return _augment_with_start(*args, **kwargs)
+
+    monkeypatch.setattr(vn, "_augment_with_start", spy)
+    ph = make_phantom(32)
+    files = []
+    for seed in (1, 2):  # fully sampled, as fastMRI's training files: the masks are drawn
+        sim = simulate_kspace(np.stack([ph, ph[::-1]]), coils=4, acceleration=1, acs=8,
+                              noise=0.002, seed=seed)  # fmt: skip
+        files.append(tmp_path / f"full_{seed}.h5")
+        write_fastmri(files[-1], sim.kspace, target=sim.target)
+    cfg = VarNetConfig(num_cascades=1, chans=4, pools=2, maps="espirit", init="cs")
+    res = train(files, [data_dir / "val_c.h5"], tmp_path / "model", config=cfg,
+                time_budget_s=600, max_steps=3, augment=True, acs=8, num_threads=1)  # fmt: skip
+    assert res.steps == 3 and len(calls) == 3 and np.isfinite(res.val_psnr)
 
 
 def test_cli_train_espirit_cs_options(data_dir: Path, tmp_path: Path) -> None:

@@ -405,7 +405,8 @@ def train_command(
     ),
     augment: bool = typer.Option(
         False, "--augment",
-        help="Random flips / transposes of fully sampled slices (not with --init cs).",
+        help="Random flips / transposes of fully sampled slices (with --init cs: "
+        "reflections of the slice, its mask and its CS start, no transposes).",
     ),
     time_budget: str = typer.Option("30m", "--time-budget", help="Wall-clock budget, e.g. 30m."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop after N steps."),

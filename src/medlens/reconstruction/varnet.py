@@ -504,6 +504,42 @@ def _augment(sample: _Sample, rng: np.random.Generator) -> _Sample:
     return _Sample(k, None, tf(sample.target), maps)
 
 
+def _reflect(a: np.ndarray, axis: int) -> np.ndarray:
+    """``a`` reflected about index ``n // 2`` of ``axis``, the origin of medlens's centred grids.
+
+    For the centred orthonormal FFT this reflection commutes with the
+    transform: reflecting k-space reflects the image, and back.
+    """
+    n = a.shape[axis]
+    return np.take(a, (2 * (n // 2) - np.arange(n)) % n, axis=axis)
+
+
+def _augment_with_start(
+    sample: _Sample, mask: np.ndarray, start: np.ndarray, rng: np.random.Generator
+) -> tuple[_Sample, np.ndarray, np.ndarray]:
+    """A fully sampled slice, its drawn mask and CS start, reflected along each axis (p = 1/2).
+
+    The reflections are about the grid centre (:func:`_reflect`), so the
+    k-space, coil maps, target and start move together in either domain and
+    the reflected mask (along the phase-encoding axis ``W``) is again an
+    equispaced mask with an ACS block of the same size. The data consistency
+    of the reflected slice is exact; the start is the reflected CS image,
+    close to but not the same as CS on the reflected data (the wavelets are
+    not symmetric). No transposes: they would move the undersampling to the
+    read-out axis.
+    """
+    flip_h, flip_w = (bool(b) for b in rng.integers(2, size=2))
+    k, target, maps = sample.kspace, sample.target, sample.maps
+    for on, axis in ((flip_h, -2), (flip_w, -1)):
+        if not on:
+            continue
+        k, target, start = _reflect(k, axis), _reflect(target, axis), _reflect(start, axis)
+        maps = None if maps is None else _reflect(maps, axis)
+        if axis == -1:
+            mask = _reflect(mask, -1)
+    return _Sample(k, None, target, maps), mask, start
+
+
 def _draw_mask(
     num_cols: int, accelerations: Sequence[int], acs: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -713,7 +749,10 @@ def train(
         whole slices. Validation always uses whole slices.
     augment : bool
         Flip fully sampled training slices along each axis and transpose
-        them, each with probability 1/2, before drawing the mask.
+        them, each with probability 1/2, before drawing the mask. With
+        ``init="cs"`` (precomputed masks and starts) the slice, its mask and
+        its start are reflected about the grid centre along each axis, each
+        with probability 1/2, and not transposed.
     num_threads : int, optional
         ``torch.set_num_threads`` for the run (torch's default if None).
     checkpoint_every_s : float
@@ -845,6 +884,8 @@ def _train(
             if sample.starts:  # init="cs": one of the precomputed (mask, start) pairs
                 mm, x0 = sample.starts[int(rng.integers(len(sample.starts)))]
                 drawn = None if sample.mask is not None else mm
+                if augment and sample.mask is None:
+                    sample, drawn, x0 = _augment_with_start(sample, mm, x0, rng)
             else:
                 if augment and sample.mask is None:
                     sample = _augment(sample, rng)

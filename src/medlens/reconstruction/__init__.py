@@ -58,6 +58,7 @@ from medlens.reconstruction._run import (
     MAGNITUDES,
     MAP_ESTIMATORS,
     calibration_size,
+    espirit_calibration,
     estimate_maps,
     reconstruct_slice,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "cross_validated_parameters",
     "default_center_fraction",
     "equispaced_mask",
+    "espirit_calibration",
     "espirit_maps",
     "estimate_maps",
     "expected_rss",

@@ -31,6 +31,7 @@ __all__ = [
     "MAGNITUDES",
     "MAP_ESTIMATORS",
     "calibration_size",
+    "espirit_calibration",
     "estimate_maps",
     "reconstruct_slice",
 ]
@@ -117,6 +118,53 @@ def reconstruct_slice(
     return np.abs(x).astype(np.float32)
 
 
+def espirit_calibration(mask: npt.ArrayLike, shape: tuple[int, int]) -> tuple[tuple[int, int], int]:
+    """ESPIRiT calibration box and kernel width that :func:`estimate_maps` uses for a mask.
+
+    For a 2D mask: the largest fully sampled centred square, kernel 6 (SigPy's
+    and BART's default). For a line mask the read-out axis is fully sampled,
+    so the box spans at least 24 read-out rows (BART's ``ecalib`` takes the
+    fully sampled extent per axis up to 24 likewise) by the width of the ACS
+    block, and the kernel is narrowed so that it has at least 8 positions
+    across the block: 6 from 13 lines up, 5 at 12, never below 3. A 6-wide
+    kernel on 12 lines (7 positions) gave maps that lost parts of the object;
+    on 11 development slices (Colin27, MNI152, a shoulder and an abdomen; 8
+    coils, R = 4 and 8) ESPIRiT + L1-wavelet with the 24 x 12 box and kernel 5
+    was 2.59 dB better inside the object on average than the 12 x 12 box with
+    kernel 6 (worst slice -0.41 dB, best +11 dB; 16 coils: +2.74 dB); at 16
+    lines kernel 6 stayed best (docs/reconstruction.md).
+
+    Parameters
+    ----------
+    mask : array_like of bool
+        ``(W,)`` line mask or ``(H, W)`` 2D mask.
+    shape : tuple of int
+        ``(H, W)`` of k-space.
+
+    Returns
+    -------
+    box : tuple of int
+        ``(rows, cols)`` of the calibration region.
+    kernel : int
+        Kernel width.
+
+    Examples
+    --------
+    >>> m = np.zeros(128, bool); m[58:70] = True; m[::4] = True
+    >>> espirit_calibration(m, (128, 128))
+    ((24, 12), 5)
+    >>> m = np.zeros(128, bool); m[52:76] = True
+    >>> espirit_calibration(m, (128, 128))
+    ((24, 24), 6)
+    """
+    m = np.asarray(mask, dtype=bool)
+    rows, cols = calibration_size(m, shape)
+    if m.ndim != 1:
+        return (rows, cols), 6
+    rows = min(int(shape[0]), max(rows, 24))
+    return (rows, cols), int(min(6, max(3, cols - 7)))
+
+
 def estimate_maps(kspace: np.ndarray, mask: np.ndarray, maps: str | np.ndarray) -> np.ndarray:
     """Coil maps by name (``espirit``, ``walsh``, ``lowres``) or pass an array through.
 
@@ -145,7 +193,8 @@ def estimate_maps(kspace: np.ndarray, mask: np.ndarray, maps: str | np.ndarray) 
         return maps
     calib = calibration_size(mask, kspace.shape[-2:])
     if maps == "espirit":
-        return np.asarray(espirit_maps(kspace * mask, calib=calib))
+        box, kernel = espirit_calibration(mask, kspace.shape[-2:])
+        return np.asarray(espirit_maps(kspace * mask, calib=box, kernel_size=kernel))
     if maps == "walsh":
         return walsh_maps(kspace * mask, calib=calib)
     if maps == "lowres":

@@ -110,6 +110,21 @@ noise level on KmeansTest's 12-line masks. Run::
     .venv/bin/python benchmarks/recon_varnet.py evaluate /tmp/vn5/data/test /tmp/vn6/model \
         --untrained
 
+Session 5, fourth run on KmeansTest (after the third failed; fixed and
+committed before training): the second run's command unchanged, on the code
+with both session-5 fixes, ``calibration_noise_level`` and
+``espirit_calibration``. With 12 ACS lines the former ESPIRiT box (12 x 12,
+kernel 6) lost parts of the object on some training slices (the shoulder
+and abdomen crops among them), so some of the precomputed CS starts the
+networks learned to correct were broken ones; this run asks whether that
+was what made the learned correction fail on KmeansTest. Run::
+
+    taskset -c 0 nice -n 5 .venv/bin/medlens recon train --data /tmp/vn5/data/train \
+        --out /tmp/vn7/model --time-budget 30m --accelerations 4,8 --acs 12 --crop-rows 128 \
+        --threads 1 --maps espirit --init cs --lr 1e-3
+    taskset -c 0 .venv/bin/python benchmarks/recon_varnet.py evaluate /tmp/vn5/data/test \
+        /tmp/vn7/model --untrained
+
 ``--untrained`` also evaluates the freshly built network of the same
 configuration (ESPIRiT maps, CS start): the classical start alone.
 """

@@ -191,10 +191,10 @@ def estimate_maps(kspace: np.ndarray, mask: np.ndarray, maps: str | np.ndarray) 
         if maps.shape != kspace.shape:
             raise ValueError(f"maps shape {maps.shape} differs from k-space shape {kspace.shape}")
         return maps
-    calib = calibration_size(mask, kspace.shape[-2:])
     if maps == "espirit":
         box, kernel = espirit_calibration(mask, kspace.shape[-2:])
         return np.asarray(espirit_maps(kspace * mask, calib=box, kernel_size=kernel))
+    calib = calibration_size(mask, kspace.shape[-2:])
     if maps == "walsh":
         return walsh_maps(kspace * mask, calib=calib)
     if maps == "lowres":

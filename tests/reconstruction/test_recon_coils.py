@@ -115,20 +115,67 @@ def test_espirit_calibration_for_narrow_acs_blocks() -> None:
         m[n // 2 - acs // 2 : n // 2 - acs // 2 + acs] = True
         return m
 
-    # the read-out side grows to 24; the kernel keeps 8 positions across the block, 3 to 6
-    got = {acs: espirit_calibration(line_mask(acs), (128, 128)) for acs in (8, 10, 12, 13, 24, 30)}
-    assert got == {8: ((24, 8), 3), 10: ((24, 10), 3), 12: ((24, 12), 5), 13: ((24, 13), 6),
-                   24: ((24, 24), 6), 30: ((30, 30), 6)}  # fmt: skip
-    assert espirit_calibration(line_mask(12), (16, 128)) == ((16, 12), 5)
+    # the read-out side grows to 24; the kernel is at most half the block, 3 to 6; with fewer
+    # than 8 kernel positions across the block the threshold comes from the noise level
+    got = {acs: tuple(espirit_calibration(line_mask(acs), (128, 128)))
+           for acs in (6, 8, 10, 11, 12, 13, 24, 30)}  # fmt: skip
+    assert got == {6: ((24, 6), 3, True), 8: ((24, 8), 4, True), 10: ((24, 10), 5, True),
+                   11: ((24, 11), 5, True), 12: ((24, 12), 6, True), 13: ((24, 13), 6, False),
+                   24: ((24, 24), 6, False), 30: ((30, 30), 6, False)}  # fmt: skip
+    assert tuple(espirit_calibration(line_mask(12), (16, 128))) == ((16, 12), 6, True)
     m2 = np.zeros((64, 64), bool)
     m2[24:40, 24:40] = True
-    assert espirit_calibration(m2, (64, 64)) == ((16, 16), 6)  # 2D masks: as before
+    assert tuple(espirit_calibration(m2, (64, 64))) == ((16, 16), 6, False)  # 2D: as before
+
+
+def _calibration_matrix(y: np.ndarray, box: tuple[int, int], k: int) -> np.ndarray:
+    _, h, w = y.shape
+    r0, c0 = h // 2 - box[0] // 2, w // 2 - box[1] // 2
+    cal = y[:, r0 : r0 + box[0], c0 : c0 + box[1]]
+    rows = [cal[:, i : i + k, j : j + k].ravel()
+            for i in range(box[0] - k + 1) for j in range(box[1] - k + 1)]  # fmt: skip
+    return np.array(rows)
+
+
+def test_espirit_noise_threshold(make_phantom) -> None:
+    from medlens.reconstruction import simulate_kspace
+
+    # the noise edge: a pure complex noise matrix (sigma per real component) of the
+    # calibration matrix's shape has its largest singular value near sqrt(2) sigma (sqrt(m) +
+    # sqrt(n)) (Bai-Yin; finite-size fluctuations of a few per cent)
+    rng = np.random.default_rng(0)
+    noise = 0.1 * (rng.standard_normal((8, 24, 12)) + 1j * rng.standard_normal((8, 24, 12)))
+    mat = _calibration_matrix(noise, (24, 12), 6)
+    edge = np.sqrt(2) * 0.1 * (np.sqrt(mat.shape[0]) + np.sqrt(mat.shape[1]))
+    top = np.linalg.svd(mat, compute_uv=False)[0]
+    assert 0.9 * edge < top < 1.02 * edge, (top, edge)
+    # with a noise level, the maps equal those of the relative threshold that keeps the same
+    # kernels, computed here from an independent SVD
+    sim = simulate_kspace(make_phantom(64), coils=8, acceleration=4, acs=12, noise=0.01, seed=1)
+    y = sim.masked_kspace[0]
+    mat = _calibration_matrix(y, (24, 12), 6)
+    sv = np.linalg.svd(mat, compute_uv=False)
+    cut = 3 * np.sqrt(2) * 0.01 * (np.sqrt(mat.shape[0]) + np.sqrt(mat.shape[1]))
+    kept = int(np.sum(sv > cut))
+    assert 10 < kept < len(sv) - 10  # a cut inside the spectrum, not at an end
+    relative = (sv[kept - 1] + sv[kept]) / 2 / sv[0]  # between the last kept and the first dropped
+    np.testing.assert_allclose(
+        espirit_maps(y, calib=(24, 12), kernel_size=6, noise=0.01),
+        espirit_maps(y, calib=(24, 12), kernel_size=6, threshold=relative),
+        atol=1e-6,
+    )
 
 
 def test_estimate_maps_with_twelve_acs_lines(make_phantom) -> None:
     # 12 ACS lines: the 12 x 12 box with a 6-wide kernel gives maps that lose part of the
-    # object at this seed (SENSE NRMSE 0.12); the 24 x 12 box with kernel 5 does not
-    from medlens.reconstruction import estimate_maps, sense_reconstruction, simulate_kspace
+    # object at this seed (SENSE NRMSE 0.12); the 24 x 12 box with kernel 6 and the noise
+    # threshold does not
+    from medlens.reconstruction import (
+        calibration_noise_level,
+        estimate_maps,
+        sense_reconstruction,
+        simulate_kspace,
+    )
 
     sim = simulate_kspace(make_phantom(128), coils=8, acceleration=4, acs=12, noise=0.01, seed=3)
     y, ref = sim.masked_kspace[0], sim.target[0]
@@ -140,6 +187,9 @@ def test_estimate_maps_with_twelve_acs_lines(make_phantom) -> None:
     square = err(espirit_maps(y, calib=(12, 12)))
     auto = err(estimate_maps(y, sim.mask, "espirit"))
     assert square > 0.1 and auto < 0.04, (square, auto)
+    sigma = calibration_noise_level(y, sim.mask)
+    assert 0.009 < sigma < 0.013  # the simulation's noise is 0.01; 12 lines read 5-25 % high
     np.testing.assert_array_equal(
-        estimate_maps(y, sim.mask, "espirit"), espirit_maps(y, calib=(24, 12), kernel_size=5)
+        estimate_maps(y, sim.mask, "espirit"),
+        espirit_maps(y, calib=(24, 12), kernel_size=6, noise=sigma),
     )

@@ -181,6 +181,8 @@ def espirit_maps(
     kernel_size: int = 6,
     threshold: float = 0.02,
     crop: float = 0.95,
+    noise: float | None = None,
+    noise_factor: float = 3.0,
     return_eigenvalues: bool = False,
     eig_stride: int = 4,
     n_power: int = 30,
@@ -193,7 +195,11 @@ def espirit_maps(
     maps are the top eigenvector of the per-pixel ``C x C`` matrix
     ``G(r) = sum_j a_j(r) a_j(r)^H`` of the kernels' images ``a_j``; pixels
     whose top eigenvalue is ``<= crop`` are set to zero (SigPy's
-    ``EspiritCalib`` conventions). ``G`` is a trigonometric polynomial of
+    ``EspiritCalib`` conventions). Given the ``noise`` level of the samples,
+    the signal space is instead the kernels whose singular value exceeds
+    ``noise_factor`` times the largest singular value of a pure-noise matrix
+    of the same shape, ``sqrt(2) * noise * (sqrt(rows) + sqrt(cols))``
+    (Bai-Yin). ``G`` is a trigonometric polynomial of
     degree ``kernel_size - 1``, so it is formed exactly on a small grid and
     Fourier-interpolated to the image grid, which makes the calibration fast.
 
@@ -210,6 +216,12 @@ def espirit_maps(
         Relative singular-value threshold of the signal space.
     crop : float
         Eigenvalue threshold under which maps are set to zero (0 keeps all).
+    noise : float, optional
+        Noise standard deviation per real component of a sample (for example
+        :func:`~medlens.reconstruction.calibration_noise_level`). If given,
+        ``threshold`` is not used: the signal-space threshold follows from it.
+    noise_factor : float
+        Multiple of the noise matrix's largest singular value kept as signal.
     return_eigenvalues : bool
         Also return the top eigenvalue per pixel.
     eig_stride : int
@@ -270,7 +282,12 @@ def espirit_maps(
         evals, evecs = scipy.linalg.eigh(gram, driver="evr")
     sing = np.sqrt(np.clip(evals[::-1], 0, None))
     vecs = evecs[:, ::-1]
-    keep = sing > threshold * sing[0]
+    if noise is None:
+        keep = sing > threshold * sing[0]
+    else:
+        edge = np.sqrt(2.0) * float(noise) * (np.sqrt(mat.shape[0]) + np.sqrt(mat.shape[1]))
+        keep = sing > noise_factor * edge
+        keep[0] = True  # the strongest kernel is signal whatever the noise estimate
     # rows of VH from the SVD mat = U S VH are conj(vecs).T
     kernels = vecs[:, keep].conj().T.reshape(-1, n_coils, k, k)
     # kernel images on a small grid where G is represented exactly

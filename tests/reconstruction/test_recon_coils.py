@@ -115,14 +115,14 @@ def test_espirit_calibration_for_narrow_acs_blocks() -> None:
         m[n // 2 - acs // 2 : n // 2 - acs // 2 + acs] = True
         return m
 
-    # the read-out side grows to 24; the kernel is at most half the block, 3 to 6; with fewer
-    # than 8 kernel positions across the block the threshold comes from the noise level
+    # the read-out side grows to 24; from 12 lines the kernel keeps 8 positions across the
+    # block (5 or 6); below, it is half the block (at least 3) with the noise threshold
     got = {acs: tuple(espirit_calibration(line_mask(acs), (128, 128)))
            for acs in (6, 8, 10, 11, 12, 13, 24, 30)}  # fmt: skip
     assert got == {6: ((24, 6), 3, True), 8: ((24, 8), 4, True), 10: ((24, 10), 5, True),
-                   11: ((24, 11), 5, True), 12: ((24, 12), 6, True), 13: ((24, 13), 6, False),
+                   11: ((24, 11), 5, True), 12: ((24, 12), 5, False), 13: ((24, 13), 6, False),
                    24: ((24, 24), 6, False), 30: ((30, 30), 6, False)}  # fmt: skip
-    assert tuple(espirit_calibration(line_mask(12), (16, 128))) == ((16, 12), 6, True)
+    assert tuple(espirit_calibration(line_mask(12), (16, 128))) == ((16, 12), 5, False)
     m2 = np.zeros((64, 64), bool)
     m2[24:40, 24:40] = True
     assert tuple(espirit_calibration(m2, (64, 64))) == ((16, 16), 6, False)  # 2D: as before
@@ -168,10 +168,10 @@ def test_espirit_noise_threshold(make_phantom) -> None:
 
 def test_estimate_maps_with_twelve_acs_lines(make_phantom) -> None:
     # 12 ACS lines: the 12 x 12 box with a 6-wide kernel gives maps that lose part of the
-    # object at this seed (SENSE NRMSE 0.12); the 24 x 12 box with kernel 6 and the noise
-    # threshold does not
+    # object at this seed (SENSE NRMSE 0.12); the 24 x 12 box with kernel 5 does not
     from medlens.reconstruction import (
         calibration_noise_level,
+        espirit_calibration,
         estimate_maps,
         sense_reconstruction,
         simulate_kspace,
@@ -187,9 +187,17 @@ def test_estimate_maps_with_twelve_acs_lines(make_phantom) -> None:
     square = err(espirit_maps(y, calib=(12, 12)))
     auto = err(estimate_maps(y, sim.mask, "espirit"))
     assert square > 0.1 and auto < 0.04, (square, auto)
+    np.testing.assert_array_equal(
+        estimate_maps(y, sim.mask, "espirit"), espirit_maps(y, calib=(24, 12), kernel_size=5)
+    )
+    # 10 lines (a pattern line next to them makes the block 11): kernel 5 with the
+    # signal-space threshold from the noise level
+    sim = simulate_kspace(make_phantom(128), coils=8, acceleration=4, acs=10, noise=0.01, seed=3)
+    y = sim.masked_kspace[0]
+    assert espirit_calibration(sim.mask, (128, 128)) == ((24, 11), 5, True)
     sigma = calibration_noise_level(y, sim.mask)
-    assert 0.009 < sigma < 0.013  # the simulation's noise is 0.01; 12 lines read 5-25 % high
+    assert 0.009 < sigma < 0.013  # the simulation's noise is 0.01; narrow blocks read 5-25 % high
     np.testing.assert_array_equal(
         estimate_maps(y, sim.mask, "espirit"),
-        espirit_maps(y, calib=(24, 12), kernel_size=6, noise=sigma),
+        espirit_maps(y, calib=(24, 11), kernel_size=5, noise=sigma),
     )

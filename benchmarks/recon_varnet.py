@@ -149,6 +149,20 @@ margins against CS are at least +1 dB. Run::
     taskset -c 0 .venv/bin/python benchmarks/recon_varnet.py evaluate /tmp/vn5/data/test \
         /tmp/vn10/model --untrained
 
+Session 6, blind test (fixed and committed before the files were made): the
+fourth and fifth runs' models, unchanged, on ``make-blind-test``'s six files
+(three MR slices from ITK's examples that no run has used or looked at: an
+abdomen and pelvis, and two rat thorax slices; other subjects, anatomy and
+scanners than all training data), evaluated once each and reported as they
+come out. Object margins against CS of at least +1 dB at R = 4 and at R = 8
+would meet the goal on a subject never looked at before. Run::
+
+    .venv/bin/python benchmarks/recon_varnet.py make-blind-test /tmp/blind
+    taskset -c 0 .venv/bin/python benchmarks/recon_varnet.py evaluate /tmp/blind/test \
+        /tmp/vn7/model --untrained
+    taskset -c 1 .venv/bin/python benchmarks/recon_varnet.py evaluate /tmp/blind/test \
+        /tmp/vn10/model --no-sigpy
+
 ``--untrained`` also evaluates the freshly built network of the same
 configuration (ESPIRiT maps, CS start): the classical start alone.
 """
@@ -387,6 +401,40 @@ def _flip_copies(slices: list[tuple[str, np.ndarray]], n: int,
     return out
 
 
+BLIND_IMAGES = ("FatMRISlice.png", "RatLungSlice1.mha", "RatLungSlice2.mha")
+
+
+def make_blind_test(out_dir: Path, noise: float) -> None:
+    """Session 6: test files from MR images no run or person here had reconstructed before.
+
+    ITK's ``FatMRISlice.png`` (an axial abdomen and pelvis, 256 x 256) and
+    ``RatLungSlice1/2.mha`` (two coronal rat thorax slices, 128 x 128), from
+    Debian ``insighttoolkit5-examples``: other subjects, other anatomy and
+    other scanners than every training slice. Simulated as the KmeansTest
+    files are (8 coils, coil radius 1.4, 12 ACS lines, equispaced R = 4 and
+    8, seed 11).
+    """
+    from medlens.datasets._brain import ITK_DATA, ITK_EXAMPLES
+    from medlens.datasets._build import BuildContext
+    from medlens.datasets._cache import cache_root
+    from medlens.io import read_image
+
+    data = BuildContext(root=cache_root(), out=out_dir).package(ITK_EXAMPLES).root / ITK_DATA
+    test_dir = out_dir / "test"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    for fname in BLIND_IMAGES:
+        arr = np.asarray(read_image(data / fname).array, dtype=np.float64)
+        if arr.ndim == 3:  # the PNG is stored as three equal channels
+            if not all(np.array_equal(arr[0], arr[c]) for c in range(1, arr.shape[0])):
+                raise ValueError(f"{fname} is not grey")
+            arr = arr[0]
+        stem = fname.split(".")[0].lower()
+        for accel in (4, 8):
+            _write_undersampled(test_dir / f"{stem}_r{accel}.h5", arr, accel, KMEANS_ACS, noise,
+                                11, maps=True)  # fmt: skip
+    print(f"wrote {2 * len(BLIND_IMAGES)} test files to {test_dir}", flush=True)
+
+
 def make_data(out_dir: Path, noise: float, seed: int) -> None:
     """Write ``train/`` (fully sampled + validation) and ``test/`` fastMRI-layout files."""
     from medlens.io import write_fastmri
@@ -510,6 +558,9 @@ def main() -> int:
     mk.add_argument("--flip-copies", type=int, default=0,
                     help="kmeans only: add this many (1-3) of {rows reversed, columns reversed, "
                     "transposed} copies of every training slice, drawn per slice")  # fmt: skip
+    bl = sub.add_parser("make-blind-test")
+    bl.add_argument("out", type=Path)
+    bl.add_argument("--noise", type=float, default=NOISE)
     ev = sub.add_parser("evaluate")
     ev.add_argument("test_dir", type=Path)
     ev.add_argument("model", type=Path, nargs="?")
@@ -524,6 +575,8 @@ def main() -> int:
             ap.error("--flip-copies needs --test-subject kmeans")
         else:
             make_data(args.out, args.noise, args.seed)
+    elif args.cmd == "make-blind-test":
+        make_blind_test(args.out, args.noise)
     else:
         evaluate(args.test_dir, args.model, not args.no_sigpy, args.untrained)
     return 0

@@ -417,17 +417,15 @@ def make_blind_test(out_dir: Path, noise: float) -> None:
     from medlens.datasets._brain import ITK_DATA, ITK_EXAMPLES
     from medlens.datasets._build import BuildContext
     from medlens.datasets._cache import cache_root
+    from medlens.datasets._registration2d import _grey
     from medlens.io import read_image
 
     data = BuildContext(root=cache_root(), out=out_dir).package(ITK_EXAMPLES).root / ITK_DATA
     test_dir = out_dir / "test"
     test_dir.mkdir(parents=True, exist_ok=True)
     for fname in BLIND_IMAGES:
-        arr = np.asarray(read_image(data / fname).array, dtype=np.float64)
-        if arr.ndim == 3:  # the PNG is stored as three equal channels
-            if not all(np.array_equal(arr[0], arr[c]) for c in range(1, arr.shape[0])):
-                raise ValueError(f"{fname} is not grey")
-            arr = arr[0]
+        # the PNG is stored as three equal channels
+        arr = np.asarray(_grey(read_image(data / fname), fname).array, dtype=np.float64)
         stem = fname.split(".")[0].lower()
         for accel in (4, 8):
             _write_undersampled(test_dir / f"{stem}_r{accel}.h5", arr, accel, KMEANS_ACS, noise,

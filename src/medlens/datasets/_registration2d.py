@@ -230,13 +230,14 @@ def _world_matrix(index_m: np.ndarray, fixed_affine: np.ndarray,
     return out + 0.0
 
 
-def _grey(image: Any) -> Any:
+def _grey(image: Any, what: str = "a palette PNG of registration-2d") -> Any:
+    """The one channel of an image stored as equal channels (a grey PNG saved as RGB)."""
     from medlens import Image
 
     arr = np.asarray(image.array)
     if image.channels:
         if not all(np.array_equal(arr[0], arr[c]) for c in range(1, arr.shape[0])):
-            raise DatasetError("a palette PNG of registration-2d is not grey")
+            raise DatasetError(f"{what} is not grey")
         arr = arr[0]
     return Image(np.ascontiguousarray(arr), image.affine)
 

@@ -201,3 +201,55 @@ def test_estimate_maps_with_twelve_acs_lines(make_phantom) -> None:
         estimate_maps(y, sim.mask, "espirit"),
         espirit_maps(y, calib=(24, 11), kernel_size=5, noise=sigma),
     )
+
+
+def test_espirit_two_sets_at_the_edge_of_the_field_of_view(make_band) -> None:
+    # where the object meets the edge of the field of view (along the phase-encoding
+    # axis) the coils' sensitivities jump across the periodic boundary: one set of
+    # (periodic) maps cannot follow them, the first two eigenvectors together do
+    from medlens.reconstruction import equispaced_mask
+
+    n = 96
+    sim = simulate_kspace(make_band(n), coils=8, acceleration=4, acs=24, noise=0.005, seed=1)
+    y = sim.masked_kspace[0] * equispaced_mask(n, 4, num_low_frequencies=12, offset=0)
+    true = sim.maps / np.linalg.norm(sim.maps, axis=0)
+    maps, eig = espirit_maps(y, calib=(24, 12), kernel_size=5, sets=2, return_eigenvalues=True)
+    assert maps.shape == (2, 8, n, n) and eig.shape == (2, n, n)
+    obj = sim.target[0] > 0.3 * sim.target[0].max()
+    edge = obj.copy()
+    edge[:, 3:-3] = False
+    first = _phase_free_agreement(maps[0], true) ** 2
+    both = first + _phase_free_agreement(maps[1], true) ** 2
+    assert first[edge].mean() < 0.9 and both[edge].mean() > 0.99, (first, both)
+    assert first[obj & ~edge].mean() > 0.995
+    # the second set is cropped at 0.8 (BART's crop): it covers the edge columns only
+    used = np.any(maps[1] != 0, axis=0)
+    np.testing.assert_array_equal(used, eig[1] > 0.8)
+    assert 0.05 < used.mean() < 0.2 and not used[:, 10:-10].any()
+    # orthonormal per pixel where both sets are used (each is cropped by its own eigenvalue)
+    gram = np.einsum("mcyx,ncyx->yxmn", maps.conj(), maps)[used & np.any(maps[0] != 0, axis=0)]
+    np.testing.assert_allclose(gram, np.broadcast_to(np.eye(2), gram.shape), atol=1e-4)
+    # an object clear of the edge: the second set is empty and the first is unchanged
+    clear = np.zeros((n, n))
+    clear[20:76, 20:76] = 1.0
+    y = simulate_kspace(clear, coils=8, acs=24, noise=0.005, seed=1).masked_kspace[0]
+    two = espirit_maps(y, calib=(24, 12), kernel_size=5, sets=2)
+    assert not np.any(two[1])
+    np.testing.assert_array_equal(two[0], espirit_maps(y, calib=(24, 12), kernel_size=5))
+    with pytest.raises(ValueError, match="sets"):
+        espirit_maps(y, calib=(24, 12), sets=9)
+
+
+def test_estimate_maps_drops_an_empty_second_set(make_band) -> None:
+    from medlens.reconstruction import equispaced_mask, estimate_maps
+
+    n = 96
+    m = equispaced_mask(n, 4, num_low_frequencies=12, offset=0)
+    y = simulate_kspace(make_band(n), coils=8, acs=24, noise=0.005, seed=1).masked_kspace[0]
+    assert estimate_maps(y * m, m, "espirit", sets=2).shape == (2, 8, n, n)
+    clear = np.zeros((n, n))
+    clear[20:76, 20:76] = 1.0
+    y = simulate_kspace(clear, coils=8, acs=24, noise=0.005, seed=1).masked_kspace[0]
+    np.testing.assert_array_equal(
+        estimate_maps(y * m, m, "espirit", sets=2), estimate_maps(y * m, m, "espirit")
+    )

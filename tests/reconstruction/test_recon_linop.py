@@ -51,6 +51,7 @@ def _operators() -> list[tuple[str, Linop]]:
         ("sense-full", sense_operator(MAPS)),
         ("sense-line", sense_operator(MAPS, LINE)),
         ("sense-2d", sense_operator(MAPS, MASK2D)),
+        ("sense-sets-line", sense_operator(np.stack([MAPS, _crand(MAPS.shape)]), LINE, sets=True)),
         ("compose", FFT((5, 3)) * Multiply((5, 3), _crand((5, 3)))),
         ("add", FFT((5, 3)) + Multiply((5, 3), _crand((5, 3)))),
         ("sub-scaled", 3.0 * Identity((5, 3)) - FFT((5, 3), inverse=True)),
@@ -103,6 +104,19 @@ def test_fft_and_wavelet_are_unitary() -> None:
     for op in (FFT((32, 32)), Wavelet((32, 32)), Wavelet((32, 32), wavelet="sym8", level=2)):
         np.testing.assert_allclose(np.linalg.norm(op(x)), np.linalg.norm(x), rtol=1e-10)
         np.testing.assert_allclose(op.H(op(x)), x, rtol=1e-10, atol=1e-10)
+
+
+def test_sense_operator_sets_by_hand() -> None:
+    # two sets: the coil images are S_0 x_0 + S_1 x_1, i.e. the sum of two one-set operators
+    second = _crand(MAPS.shape)
+    x = _crand((2, 16, 12))
+    a = sense_operator(np.stack([MAPS, second]), LINE, sets=True)
+    assert a.ishape == (2, 16, 12) and a.oshape == MAPS.shape
+    np.testing.assert_allclose(
+        a(x), sense_operator(MAPS, LINE)(x[0]) + sense_operator(second, LINE)(x[1]), rtol=1e-12
+    )
+    with pytest.raises(ValueError, match=r"\(M, C, H, W\)"):
+        sense_operator(MAPS, sets=True)
 
 
 def test_sense_operator_by_hand() -> None:

@@ -233,6 +233,11 @@ def run(
     maps: str = typer.Option(
         "espirit", "--maps", help="Coil maps: espirit | walsh | lowres | true."
     ),
+    map_sets: int | None = typer.Option(
+        None, "--map-sets", min=1, max=2,
+        help="ESPIRiT sets of maps (soft SENSE) for cs-wavelet / tv; default 2 for those (the "
+        "second is used only where objects meet the edge of the field of view), 1 for sense.",
+    ),
     model: Path | None = typer.Option(
         None, "--model", help="VarNet/U-Net checkpoint (--method varnet)."
     ),
@@ -335,7 +340,7 @@ def run(
                     out[s] = reconstruct_slice(
                         k, method=method, mask=stack.mask,
                         maps=stack.true_maps if stack.true_maps is not None else maps,
-                        options=opts, callback=cb, magnitude=magnitude,
+                        options=opts, callback=cb, magnitude=magnitude, sets=map_sets,
                     )  # fmt: skip
             except ValueError as e:
                 raise MedlensError(f"{input}: slice {s}: {e}") from None

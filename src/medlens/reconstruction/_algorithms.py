@@ -271,9 +271,13 @@ def fista(
     return x
 
 
-def _lipschitz(maps: np.ndarray) -> float:
-    # ||M F S||^2 <= max_r sum_c |S_c(r)|^2 (F unitary, M a 0/1 mask)
-    return max(float(np.max(np.sum(np.abs(maps) ** 2, axis=0))), 1e-12)
+def _lipschitz(maps: np.ndarray, sets: bool = False) -> float:
+    # ||M F S||^2 <= max_r ||S(r)||^2 (F unitary, M a 0/1 mask): the largest eigenvalue of
+    # the per-pixel Gram matrix of the sets, sum_c |S_c(r)|^2 for one set
+    if not sets:
+        return max(float(np.max(np.sum(np.abs(maps) ** 2, axis=0))), 1e-12)
+    gram = np.einsum("mc...,nc...->...mn", maps.conj(), maps)
+    return max(float(np.max(np.linalg.eigvalsh(gram))), 1e-12)
 
 
 class _ColumnSense:
@@ -283,7 +287,8 @@ class _ColumnSense:
     along that axis only (the phase-encoding FFT cancels), so ``A^H A v =
     sum_c conj(S_c) F_x^H M F_x (S_c v)`` needs two 1D FFTs per coil instead
     of two 2D ones; the centring shifts cancel because ``F_x^H M F_x`` is
-    circulant. ``holdout`` points (``(ky, kx)`` index arrays, centred) are
+    circulant. Maps of shape ``(M, C, H, W)`` are ``M`` sets (soft SENSE,
+    images ``(M, H, W)``; no hold-out). ``holdout`` points (``(ky, kx)`` index arrays, centred) are
     removed from the data term exactly: the hybrid ``(y, kx)`` data of the
     columns that hold them are Fourier transformed along ``y`` (1D FFTs of
     those columns only), the held-out coefficients read off (their centred
@@ -297,13 +302,18 @@ class _ColumnSense:
         mask: np.ndarray,
         lam: float,
         holdout: tuple[np.ndarray, np.ndarray] | None = None,
+        *,
+        sets: bool = False,
     ) -> None:
         import scipy.fft
 
         self._fft = scipy.fft
         self.maps = maps
         self.maps_conj = maps.conj()
-        _, h, w = maps.shape
+        self.sets = sets
+        if sets and holdout is not None:
+            raise ValueError("k-space hold-out takes one set of maps")
+        h, w = maps.shape[-2:]
         self.cols_u = np.fft.ifftshift(np.asarray(mask, dtype=maps.real.dtype))
         self.lam = lam
         self.cols_h = np.zeros(0, dtype=np.intp)
@@ -329,7 +339,8 @@ class _ColumnSense:
 
     def forward_hybrid(self, v: np.ndarray) -> np.ndarray:
         """``F_x (S v)``, uncentred along the columns, shape (C, H, W)."""
-        return np.asarray(self._fft.fft(self.maps * v, axis=-1, norm="ortho", overwrite_x=True))
+        coils = np.sum(self.maps * v[:, None], axis=0) if self.sets else self.maps * v
+        return np.asarray(self._fft.fft(coils, axis=-1, norm="ortho", overwrite_x=True))
 
     def normal(self, v: np.ndarray, u: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``A^H A v + lam v`` and the held-out centred coefficients ``(C, n)`` of ``S v``."""
@@ -339,8 +350,11 @@ class _ColumnSense:
             u = self.forward_hybrid(v)
         u *= self.cols_u
         back = self._fft.ifft(u, axis=-1, norm="ortho", overwrite_x=True)
-        back *= self.maps_conj
-        out = back.sum(axis=0)
+        if self.sets:
+            out = np.sum(self.maps_conj * back[None], axis=1)
+        else:
+            back *= self.maps_conj
+            out = back.sum(axis=0)
         return (out + self.lam * v if self.lam else out), np.zeros((u.shape[0], 0), u.dtype)
 
     def _normal_held_out(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -929,22 +943,32 @@ def _auto_lambda(
 
 def _prepare_iterative(
     kspace: npt.ArrayLike, maps: npt.ArrayLike, mask: npt.ArrayLike | None
-) -> tuple[np.ndarray, np.ndarray, Linop, float]:
+) -> tuple[np.ndarray, np.ndarray, Linop, float, bool]:
+    """Data, maps, operator, Lipschitz constant, and whether the maps are sets ``(M, C, H, W)``."""
     y, m = _prepare(kspace, mask)
     s = np.asarray(maps).astype(y.dtype, copy=False)
-    if s.shape != y.shape:
-        raise ValueError(f"maps shape {s.shape} differs from k-space shape {y.shape}")
-    return y, s, sense_operator(s, m), _lipschitz(s)
+    sets = s.ndim == y.ndim + 1 and s.shape[1:] == y.shape
+    if s.shape != y.shape and not sets:
+        raise ValueError(
+            f"maps shape {s.shape} differs from k-space shape {y.shape} "
+            f"(and is not sets of maps (M, {', '.join(map(str, y.shape))}))"
+        )
+    return y, s, sense_operator(s, m, sets=sets), _lipschitz(s, sets), sets
 
 
 def _data_gradient(
-    y: np.ndarray, s: np.ndarray, mask: npt.ArrayLike | None, a: Linop, b: np.ndarray
+    y: np.ndarray,
+    s: np.ndarray,
+    mask: npt.ArrayLike | None,
+    a: Linop,
+    b: np.ndarray,
+    sets: bool = False,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``x -> A^H (A x - y)`` (``b = A^H y``), on 1D FFTs for column masks."""
     m = infer_mask(y) if mask is None else np.asarray(mask, dtype=bool)
     cols = _column_mask(m, y.shape[-1])
-    if cols is not None:
-        op = _ColumnSense(s, cols, 0.0)
+    if cols is not None and (y.ndim == 3 or sets):
+        op = _ColumnSense(s, cols, 0.0, sets=sets)
 
         def fast(x: np.ndarray) -> np.ndarray:
             return op.normal(x)[0] - b
@@ -955,6 +979,19 @@ def _data_gradient(
         return a.H(a(x) - y)
 
     return plain
+
+
+def _warm_start(
+    y: np.ndarray, s: np.ndarray, mask: npt.ArrayLike | None, b: np.ndarray, n: int, sets: bool
+) -> np.ndarray:
+    """``n`` CG-SENSE iterations (on the first set of maps; the others start at 0), or ``A^H y``."""
+    if n <= 0:
+        return b.copy()
+    if not sets:
+        return sense_reconstruction(y, s, mask=mask, max_iter=n, discrepancy=None)
+    x0 = np.zeros_like(b)
+    x0[0] = sense_reconstruction(y, s[0], mask=mask, max_iter=n, discrepancy=None)
+    return x0
 
 
 def l1_wavelet_reconstruction(
@@ -983,8 +1020,9 @@ def l1_wavelet_reconstruction(
     ----------
     kspace : array_like, shape (C, H, W)
         Zero-filled centred k-space.
-    maps : array_like, shape (C, H, W)
-        Coil sensitivities.
+    maps : array_like, shape (C, H, W) or (M, C, H, W)
+        Coil sensitivities, or ``M`` sets of them (soft SENSE:
+        :func:`~medlens.reconstruction.espirit_maps` with ``sets=2``).
     mask : array_like of bool, optional
         Sampling mask (inferred if None).
     lamda : float, optional
@@ -1018,57 +1056,57 @@ def l1_wavelet_reconstruction(
 
     Returns
     -------
-    numpy.ndarray, shape (H, W)
-        Complex image.
+    numpy.ndarray, shape (H, W), or (M, H, W) for M sets of maps
+        Complex image (one per set: combine them by their root sum of squares).
 
     References
     ----------
     M. Lustig, D. Donoho, J. M. Pauly, "Sparse MRI: the application of
     compressed sensing for rapid MR imaging", MRM 58(6), 2007.
     """
-    y, s, a, lip = _prepare_iterative(kspace, maps, mask)
+    y, s, a, lip, sets = _prepare_iterative(kspace, maps, mask)
     b = a.H(y)
     lam = (
-        _auto_lambda(y, infer_mask(y) if mask is None else np.asarray(mask, bool), b,
-                     noise_factor, lamda_factor)
+        _auto_lambda(y, infer_mask(y) if mask is None else np.asarray(mask, bool),
+                     b[0] if sets else b, noise_factor, lamda_factor)
         if lamda is None
         else float(lamda)
     )  # fmt: skip
-    wav = Wavelet(b.shape, wavelet=wavelet, level=level)
+    wav = Wavelet(b.shape[1:] if sets else b.shape, wavelet=wavelet, level=level)
     approx = _approximation_slice(wav)
-    x0 = (
-        sense_reconstruction(y, s, mask=mask, max_iter=warm_start, discrepancy=None)
-        if warm_start > 0
-        else b.copy()
-    )
+    x0 = _warm_start(y, s, mask, b, warm_start, sets)
 
-    gradient = _data_gradient(y, s, mask, a, b)
+    gradient = _data_gradient(y, s, mask, a, b, sets)
 
-    support = _support(s)
+    support = _support(s, sets)
     rng = np.random.default_rng(seed)
     period = 2 ** wav.level
+    axes = (-2, -1)
 
-    def prox(v: np.ndarray, t: float) -> np.ndarray:
-        shift = (0, 0)
-        if cycle_spinning:
-            shift = (int(rng.integers(period)), int(rng.integers(period)))
-            v = np.roll(v, shift, axis=(0, 1))
+    def shrink(v: np.ndarray, t: float) -> np.ndarray:
         c = wav(v)
         keep = c[approx].copy()
         mag = np.abs(c)
         c *= np.maximum(1 - lam * t / np.maximum(mag, 1e-30), 0)
         c[approx] = keep
-        out = wav.H(c)
+        return wav.H(c)
+
+    def prox(v: np.ndarray, t: float) -> np.ndarray:
+        shift = (0, 0)
         if cycle_spinning:
-            out = np.roll(out, (-shift[0], -shift[1]), axis=(0, 1))
+            shift = (int(rng.integers(period)), int(rng.integers(period)))
+            v = np.roll(v, shift, axis=axes)
+        out = np.stack([shrink(vi, t) for vi in v]) if sets else shrink(v, t)
+        if cycle_spinning:
+            out = np.roll(out, (-shift[0], -shift[1]), axis=axes)
         return out if support is None else out * support
 
     return fista(gradient, prox, x0, step=1.0 / lip, max_iter=max_iter, tol=tol, callback=callback)
 
 
-def _support(maps: np.ndarray) -> np.ndarray | None:
+def _support(maps: np.ndarray, sets: bool = False) -> np.ndarray | None:
     """Pixels some coil sees (None if all): outside, the data say nothing and x stays 0."""
-    sup = np.any(maps != 0, axis=0)
+    sup = np.any(maps != 0, axis=1 if sets else 0)
     return None if sup.all() else sup
 
 
@@ -1124,8 +1162,9 @@ def tv_reconstruction(
     ----------
     kspace : array_like, shape (C, H, W)
         Zero-filled centred k-space.
-    maps : array_like, shape (C, H, W)
-        Coil sensitivities.
+    maps : array_like, shape (C, H, W) or (M, C, H, W)
+        Coil sensitivities, or ``M`` sets of them (soft SENSE:
+        :func:`~medlens.reconstruction.espirit_maps` with ``sets=2``).
     mask : array_like of bool, optional
         Sampling mask (inferred if None).
     lamda : float, optional
@@ -1148,36 +1187,37 @@ def tv_reconstruction(
 
     Returns
     -------
-    numpy.ndarray, shape (H, W)
-        Complex image.
+    numpy.ndarray, shape (H, W), or (M, H, W) for M sets of maps
+        Complex image (one per set: combine them by their root sum of squares).
 
     References
     ----------
     A. Beck, M. Teboulle, "Fast gradient-based algorithms for constrained total
     variation image denoising and deblurring problems", IEEE TIP 18(11), 2009.
     """
-    y, s, a, lip = _prepare_iterative(kspace, maps, mask)
+    y, s, a, lip, sets = _prepare_iterative(kspace, maps, mask)
     b = a.H(y)
     lam = (
-        _auto_lambda(y, infer_mask(y) if mask is None else np.asarray(mask, bool), b,
-                     noise_factor, lamda_factor)
+        _auto_lambda(y, infer_mask(y) if mask is None else np.asarray(mask, bool),
+                     b[0] if sets else b, noise_factor, lamda_factor)
         if lamda is None
         else float(lamda)
     )  # fmt: skip
-    grad = FiniteDifference(b.shape)
-    x0 = (
-        sense_reconstruction(y, s, mask=mask, max_iter=warm_start, discrepancy=None)
-        if warm_start > 0
-        else b.copy()
-    )
-    state = {"p": np.zeros(grad.oshape, dtype=b.dtype)}
+    grad = FiniteDifference(b.shape[1:] if sets else b.shape)
+    x0 = _warm_start(y, s, mask, b, warm_start, sets)
+    # one dual variable per set (TV of each set's image)
+    duals = [np.zeros(grad.oshape, dtype=b.dtype) for _ in range(b.shape[0] if sets else 1)]
 
-    gradient = _data_gradient(y, s, mask, a, b)
+    gradient = _data_gradient(y, s, mask, a, b, sets)
 
-    support = _support(s)
+    support = _support(s, sets)
+
+    def denoise(v: np.ndarray, t: float, i: int) -> np.ndarray:
+        out, duals[i] = _tv_denoise(v, lam * t, duals[i], grad, inner_iter)
+        return out
 
     def prox(v: np.ndarray, t: float) -> np.ndarray:
-        out, state["p"] = _tv_denoise(v, lam * t, state["p"], grad, inner_iter)
+        out = np.stack([denoise(vi, t, i) for i, vi in enumerate(v)]) if sets else denoise(v, t, 0)
         return out if support is None else out * support
 
     return fista(gradient, prox, x0, step=1.0 / lip, max_iter=max_iter, tol=tol, callback=callback)

@@ -183,6 +183,8 @@ def espirit_maps(
     crop: float = 0.95,
     noise: float | None = None,
     noise_factor: float = 3.0,
+    sets: int = 1,
+    set_crop: float = 0.8,
     return_eigenvalues: bool = False,
     eig_stride: int = 4,
     n_power: int = 30,
@@ -203,6 +205,16 @@ def espirit_maps(
     degree ``kernel_size - 1``, so it is formed exactly on a small grid and
     Fourier-interpolated to the image grid, which makes the calibration fast.
 
+    With ``sets`` > 1 the next eigenvectors of ``G`` are further sets of maps
+    (soft SENSE, as BART's ``ecalib -m``), each zero where its eigenvalue is
+    ``<= set_crop`` (0.8, BART's crop). One set cannot follow sensitivities
+    that jump where the object meets the edge of the field of view (the maps
+    are periodic in the field of view, the coils are not): there the first
+    eigenvalue stays near 1, the second rises to 0.8-0.9, and the two
+    eigenvectors together span the true sensitivity. On objects that stay
+    clear of the edge the second eigenvalue stays below 0.8 and the extra set
+    is all zero.
+
     Parameters
     ----------
     kspace : array_like, shape (C, H, W)
@@ -222,8 +234,12 @@ def espirit_maps(
         ``threshold`` is not used: the signal-space threshold follows from it.
     noise_factor : float
         Multiple of the noise matrix's largest singular value kept as signal.
+    sets : int
+        Number of sets of maps (eigenvectors of ``G`` per pixel).
+    set_crop : float
+        Eigenvalue threshold of the sets after the first.
     return_eigenvalues : bool
-        Also return the top eigenvalue per pixel.
+        Also return the eigenvalue of each set per pixel.
     eig_stride : int
         The exact eigen-decomposition runs on every ``eig_stride``-th pixel;
         its (smooth) top eigenvectors are interpolated to all pixels and
@@ -236,15 +252,16 @@ def espirit_maps(
 
     Returns
     -------
-    maps : numpy.ndarray, shape (C, H, W)
+    maps : numpy.ndarray, shape (C, H, W), or (sets, C, H, W) if ``sets`` > 1
         Complex64 sensitivity maps.
-    eigenvalues : numpy.ndarray, shape (H, W)
+    eigenvalues : numpy.ndarray, shape (H, W), or (sets, H, W)
         Only if ``return_eigenvalues``.
 
     Raises
     ------
     ValueError
-        If the calibration region is not fully sampled or too small.
+        If the calibration region is not fully sampled or too small, or
+        ``sets`` is not between 1 and the number of coils.
 
     References
     ----------
@@ -266,6 +283,8 @@ def espirit_maps(
     if ksp.ndim != 3:
         raise ValueError(f"kspace must have shape (C, H, W), got {ksp.shape}")
     n_coils, h, w = ksp.shape
+    if not 1 <= sets <= n_coils:
+        raise ValueError(f"sets must be between 1 and the number of coils {n_coils}, got {sets}")
     cal = _calibration(ksp, calib).astype(np.complex128)
     k = int(kernel_size)
     if cal.shape[1] < k or cal.shape[2] < k:
@@ -306,6 +325,32 @@ def espirit_maps(
     if crop > 0:
         maps = maps * (eig > crop)
     maps = maps.astype(np.complex64)
+    if sets > 1:
+        # the further eigenvectors exactly, at every pixel (they are not smooth where
+        # eigenvalues cross, so not interpolated from a coarse grid as the first set is)
+        # the second eigenvalue is at most trace(G) - the first: decompose only where
+        # that can exceed set_crop
+        trace = np.einsum("yxcc->yx", g).real
+        where = trace - eig > set_crop
+        ev_all = np.zeros((h, w, n_coils), dtype=np.float32)
+        vec_all = np.zeros((h, w, n_coils, n_coils), dtype=np.complex64)
+        if where.any():
+            ev_all[where], vec_all[where] = np.linalg.eigh(g[where])
+        extra = [
+            _phase_normalise(np.moveaxis(vec_all[..., :, -1 - i], -1, 0))
+            * (ev_all[..., -1 - i] > set_crop)
+            for i in range(1, sets)
+        ]
+        # where another set is used the first two eigenvalues are close and the power
+        # iterations converge slowly: take the exact (orthogonal) first eigenvector there
+        used = np.any(np.stack(extra) != 0, axis=(0, 1))
+        exact = _phase_normalise(np.moveaxis(vec_all[..., :, -1], -1, 0))
+        if crop > 0:
+            exact = exact * (ev_all[..., -1] > crop)
+        maps = np.where(used, exact, maps)
+        eig = np.where(used, ev_all[..., -1], eig)
+        maps = np.stack([maps, *extra]).astype(np.complex64)
+        eig = np.stack([eig, *(ev_all[..., -1 - i] for i in range(1, sets))])
     if return_eigenvalues:
         return maps, eig.astype(np.float32)
     return maps

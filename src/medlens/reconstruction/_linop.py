@@ -557,21 +557,55 @@ class _WaveletAdjoint(Linop):
         return self.forward
 
 
-def sense_operator(maps: npt.ArrayLike, mask: npt.ArrayLike | None = None) -> Linop:
+class _SetMaps(Linop):
+    """``x (M, ...) -> sum_m S_m x_m (C, ...)`` for ``M`` sets of maps ``S (M, C, ...)``."""
+
+    def __init__(self, maps: np.ndarray) -> None:
+        self.maps = maps
+        super().__init__(maps.shape[1:], (maps.shape[0], *maps.shape[2:]))
+
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(np.sum(self.maps * x[:, None], axis=0))
+
+    def _adjoint(self) -> Linop:
+        return _SetMapsAdjoint(self)
+
+
+class _SetMapsAdjoint(Linop):
+    def __init__(self, forward: _SetMaps) -> None:
+        self.forward = forward
+        self.conj = forward.maps.conj()
+        super().__init__(forward.ishape, forward.oshape)
+
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(np.sum(self.conj * x[None], axis=1))
+
+    def _adjoint(self) -> Linop:
+        return self.forward
+
+
+def sense_operator(
+    maps: npt.ArrayLike, mask: npt.ArrayLike | None = None, *, sets: bool = False
+) -> Linop:
     """SENSE forward model ``A = M F S``: coil maps, centred FFT, sampling mask.
 
     Parameters
     ----------
-    maps : array_like, shape (C, H, W)
+    maps : array_like, shape (C, H, W), or (M, C, H, W) if ``sets``
         Complex coil sensitivities.
     mask : array_like of bool, optional
         Sampling mask broadcastable to ``(C, H, W)`` (e.g. ``(W,)`` columns or
         ``(H, W)``); fully sampled if None.
+    sets : bool
+        ``maps`` holds ``M`` sets of maps (soft SENSE, ESPIRiT's
+        ``sets``): the image has one component per set, ``(M, H, W)``, and
+        the coil images are ``sum_m S_m x_m``.
 
     Returns
     -------
     Linop
-        Operator from images ``(H, W)`` to k-space ``(C, H, W)``.
+        Operator from images ``(H, W)`` (``(M, H, W)`` with ``sets``) to
+        k-space ``(C, H, W)``.
 
     Examples
     --------
@@ -580,17 +614,21 @@ def sense_operator(maps: npt.ArrayLike, mask: npt.ArrayLike | None = None) -> Li
     >>> A = sense_operator(maps, mask=np.array([1, 0, 1, 0], bool))
     >>> A.ishape, A.oshape
     ((4, 4), (2, 4, 4))
+    >>> sense_operator(np.stack([maps, maps]), sets=True).ishape
+    (2, 4, 4)
     """
     s = np.asarray(maps)
-    if s.ndim < 3:
-        raise ValueError(f"maps must have shape (C, H, W), got {s.shape}")
-    coil = Multiply(s.shape[1:], s)
-    fft = FFT(s.shape, axes=tuple(range(1, s.ndim)))
+    if s.ndim < 3 + int(sets):
+        want = "(M, C, H, W)" if sets else "(C, H, W)"
+        raise ValueError(f"maps must have shape {want}, got {s.shape}")
+    coil: Linop = _SetMaps(s) if sets else Multiply(s.shape[1:], s)
+    kshape = coil.oshape
+    fft = FFT(kshape, axes=tuple(range(1, len(kshape))))
     if mask is None:
         return fft * coil
     m = np.asarray(mask)
     try:
-        np.broadcast_shapes(m.shape, s.shape)
+        np.broadcast_shapes(m.shape, kshape)
     except ValueError:
-        raise ValueError(f"mask shape {m.shape} does not broadcast to k-space {s.shape}") from None
-    return Multiply(s.shape, m.astype(s.real.dtype)) * fft * coil
+        raise ValueError(f"mask shape {m.shape} does not broadcast to k-space {kshape}") from None
+    return Multiply(kshape, m.astype(s.real.dtype)) * fft * coil

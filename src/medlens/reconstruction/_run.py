@@ -23,7 +23,7 @@ from medlens.reconstruction._algorithms import (
     tv_reconstruction,
     zero_filled,
 )
-from medlens.reconstruction._coils import espirit_maps, expected_rss, lowres_maps, walsh_maps
+from medlens.reconstruction._coils import espirit_maps, expected_rss, lowres_maps, rss, walsh_maps
 from medlens.reconstruction._masks import calibration_size
 
 __all__ = [
@@ -51,6 +51,7 @@ def reconstruct_slice(
     options: dict[str, Any] | None = None,
     callback: Callable[[IterationInfo], None] | None = None,
     magnitude: str = "abs",
+    sets: int | None = None,
 ) -> np.ndarray:
     """Reconstruct one multi-coil slice with a classical method.
 
@@ -76,6 +77,12 @@ def reconstruct_slice(
         (:func:`~medlens.reconstruction.expected_rss` with the noise
         measured on the calibration region). ``zf`` and ``grappa`` are RSS
         images already and ignore it.
+    sets : int, optional
+        Sets of ESPIRiT maps (soft SENSE) for ``cs-wavelet`` and ``tv``;
+        None: 2 for those two with ``maps="espirit"`` (the second set is
+        dropped where it is empty, which leaves one set on objects clear of
+        the edge of the field of view), 1 otherwise. ``sense`` takes one set.
+        The image of several sets is their root sum of squares.
 
     Returns
     -------
@@ -106,17 +113,23 @@ def reconstruct_slice(
         return zero_filled(k * m).astype(np.float32)
     if method == "grappa":
         return grappa_reconstruction(k, m, **opts).astype(np.float32)
-    s = estimate_maps(k, m, maps)
+    if sets is None:
+        soft = method in ("cs-wavelet", "tv") and isinstance(maps, str) and maps == "espirit"
+        sets = 2 if soft else 1
+    if method == "sense" and sets != 1:
+        raise ValueError("sense (CG-SENSE) takes one set of maps; pass sets=1")
+    s = estimate_maps(k, m, maps, sets=sets)
     if method == "sense":
         x = sense_reconstruction(k, s, mask=m, callback=callback, **opts)
     elif method == "cs-wavelet":
         x = l1_wavelet_reconstruction(k, s, mask=m, callback=callback, **opts)
     else:
         x = tv_reconstruction(k, s, mask=m, callback=callback, **opts)
+    mag = rss(x) if x.ndim == k.ndim else np.abs(x)  # several sets: their root sum of squares
     if magnitude == "expected-rss":
         sigma = calibration_noise_level(k * m, m)
-        return expected_rss(x, noise=sigma, coils=k.shape[0]).astype(np.float32)
-    return np.abs(x).astype(np.float32)
+        return expected_rss(mag, noise=sigma, coils=k.shape[0]).astype(np.float32)
+    return mag.astype(np.float32)
 
 
 class EspiritCalibration(NamedTuple):
@@ -190,7 +203,9 @@ def espirit_calibration(mask: npt.ArrayLike, shape: tuple[int, int]) -> EspiritC
     return EspiritCalibration((rows, cols), int(max(3, cols // 2)), True)
 
 
-def estimate_maps(kspace: np.ndarray, mask: np.ndarray, maps: str | np.ndarray) -> np.ndarray:
+def estimate_maps(
+    kspace: np.ndarray, mask: np.ndarray, maps: str | np.ndarray, *, sets: int = 1
+) -> np.ndarray:
     """Coil maps by name (``espirit``, ``walsh``, ``lowres``) or pass an array through.
 
     Parameters
@@ -200,11 +215,15 @@ def estimate_maps(kspace: np.ndarray, mask: np.ndarray, maps: str | np.ndarray) 
     mask : numpy.ndarray of bool
         Sampling mask (to size the calibration region).
     maps : str or numpy.ndarray
-        Estimator name or true maps.
+        Estimator name or true maps (``(C, H, W)``, or ``(M, C, H, W)`` sets).
+    sets : int
+        ESPIRiT only: sets of maps (:func:`espirit_maps`' ``sets``, cropped at
+        its ``set_crop``). Sets after the first that are zero everywhere are
+        dropped.
 
     Returns
     -------
-    numpy.ndarray, shape (C, H, W)
+    numpy.ndarray, shape (C, H, W), or (M, C, H, W) if more than one set is left
         Coil maps.
 
     Raises
@@ -213,14 +232,18 @@ def estimate_maps(kspace: np.ndarray, mask: np.ndarray, maps: str | np.ndarray) 
         For an unknown estimator name or wrongly shaped maps.
     """
     if isinstance(maps, np.ndarray):
-        if maps.shape != kspace.shape:
+        if maps.shape != kspace.shape and maps.shape[1:] != kspace.shape:
             raise ValueError(f"maps shape {maps.shape} differs from k-space shape {kspace.shape}")
         return maps
     if maps == "espirit":
         box, kernel, from_noise = espirit_calibration(mask, kspace.shape[-2:])
         y = kspace * mask
         noise = calibration_noise_level(y, mask) if from_noise else None
-        return np.asarray(espirit_maps(y, calib=box, kernel_size=kernel, noise=noise))
+        s = np.asarray(espirit_maps(y, calib=box, kernel_size=kernel, noise=noise, sets=sets))
+        if sets == 1:
+            return s
+        used = [s[0]] + [si for si in s[1:] if np.any(si)]
+        return used[0] if len(used) == 1 else np.stack(used)
     calib = calibration_size(mask, kspace.shape[-2:])
     if maps == "walsh":
         return walsh_maps(kspace * mask, calib=calib)

@@ -329,6 +329,60 @@ def test_default_size_is_cpu_trainable() -> None:
     assert 2e5 < parameter_count(build_model(VarNetConfig())) < 3e6
 
 
+def test_untrained_two_set_varnet_is_two_set_cs_with_measured_samples(make_band) -> None:
+    # map_sets=2: the maps are (2, C, H, W) soft-SENSE sets, the start the two-set CS image;
+    # the untrained cascades only put the measured columns back
+    from medlens.reconstruction import equispaced_mask, estimate_maps
+
+    n = 64
+    sim = simulate_kspace(make_band(n), coils=8, acceleration=4, acs=12, noise=0.005, seed=2)
+    y = sim.masked_kspace[0].astype(np.complex64)
+    mask = equispaced_mask(n, 4, num_low_frequencies=12, offset=0)
+    y = y * mask
+    maps = _espirit(y, mask, 2)
+    assert maps.shape == (2, 8, n, n) and np.any(maps[1])
+    np.testing.assert_array_equal(maps, estimate_maps(y, mask, "espirit", sets=2))
+    x_cs = _cs_start(y, maps, mask)
+    with np.errstate(over="ignore"):
+        ref = l1_wavelet_reconstruction(y, maps, mask=mask)
+    assert x_cs.shape == (2, n, n)
+    np.testing.assert_allclose(x_cs, ref, rtol=1e-5, atol=1e-6)
+    cfg = VarNetConfig(num_cascades=2, chans=4, pools=2, maps="espirit", init="cs", map_sets=2)
+    model = VarNet(cfg)
+    k = torch.from_numpy(y)[None]
+    m = torch.from_numpy(mask.astype(np.float32))[None, None, None, :]
+    with torch.no_grad():
+        out = model(k, m, torch.from_numpy(maps)[None], torch.from_numpy(x_cs)[None])[0].numpy()
+    coils = np.sum(maps.astype(np.complex128) * x_cs[:, None], axis=0)
+    expect = _hard_dc_rss(np.ones(1), coils, y.astype(np.complex128), mask)
+    np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-5 * float(expect.max()))
+    # an object clear of the edge: the second set and start component are zero
+    clear = np.zeros((n, n))
+    clear[16:48, 16:48] = 1.0
+    y2 = simulate_kspace(clear, coils=8, acs=12, noise=0.005, seed=2).masked_kspace[0] * mask
+    maps2 = _espirit(y2.astype(np.complex64), mask, 2)
+    x2 = _cs_start(y2.astype(np.complex64), maps2, mask)
+    assert not np.any(maps2[1]) and not np.any(x2[1])
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(
+            x2[0], l1_wavelet_reconstruction(y2, maps2[0], mask=mask), rtol=1e-5, atol=1e-6
+        )
+    with pytest.raises(ValueError, match="map_sets=2 needs init='cs'"):
+        VarNet(VarNetConfig(maps="espirit", map_sets=2))
+
+
+def test_complex_unet_with_sets_keeps_components_apart() -> None:
+    # residual and zero-initialised: the identity on (B, M, H, W); a trained U-Net sees the
+    # 2 M channels (real, imaginary of each set)
+    from medlens.reconstruction.varnet import _ComplexUNet
+
+    net = _ComplexUNet(4, 2, residual=True, sets=2)
+    x = torch.randn(1, 2, 16, 16, dtype=torch.complex64)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x).numpy(), x.numpy(), atol=1e-6)
+    assert net.unet.out.out_channels == 4
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory, make_phantom) -> Path:
     d = tmp_path_factory.mktemp("varnet_data")
@@ -430,6 +484,21 @@ def test_train_augments_cs_starts(
     assert res.steps == 3 and len(calls) == 3 and np.isfinite(res.val_psnr)
 
 
+def test_train_with_two_sets_of_maps(data_dir: Path, tmp_path: Path) -> None:
+    files = sorted(data_dir.glob("train_*.h5"))
+    cfg = VarNetConfig(num_cascades=1, chans=4, pools=2, maps="espirit", init="cs", map_sets=2)
+    res = train(files, [data_dir / "val_c.h5"], tmp_path, config=cfg, time_budget_s=600,
+                max_steps=2, crop_rows=16, num_threads=1)  # fmt: skip
+    assert res.steps == 2 and np.isfinite(res.val_psnr)
+    rec = load_model(tmp_path)
+    assert rec.model.config.map_sets == 2  # type: ignore[union-attr]
+    from medlens.io import read_fastmri
+
+    vol = read_fastmri(files[0])
+    out = rec.reconstruct(vol.masked_kspace[0], vol.mask)
+    assert out.shape == vol.masked_kspace.shape[-2:] and np.isfinite(out).all()
+
+
 def test_cli_train_espirit_cs_options(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     rc = main(["recon", "train", "--data", str(data_dir), "--out", str(out), "--cascades", "1",
@@ -438,3 +507,5 @@ def test_cli_train_espirit_cs_options(data_dir: Path, tmp_path: Path) -> None:
     assert rc == 0 and (out / "checkpoint.pt").exists()
     assert main(["recon", "train", "--data", str(data_dir), "--out", str(out),
                  "--init", "cs"]) == 2  # fmt: skip
+    assert main(["recon", "train", "--data", str(data_dir), "--out", str(out),
+                 "--map-sets", "2"]) == 2  # fmt: skip

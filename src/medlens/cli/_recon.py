@@ -408,6 +408,11 @@ def train_command(
         "ESPIRiT + L1-wavelet result; needs --maps espirit; one mask per acceleration and "
         "training slice, computed before training, within the budget).",
     ),
+    map_sets: int = typer.Option(
+        1, "--map-sets", min=1, max=2,
+        help="VarNet with --init cs: sets of ESPIRiT maps (2: soft SENSE, for objects that meet "
+        "the edge of the field of view; the CS start uses them too).",
+    ),
     augment: bool = typer.Option(
         False, "--augment",
         help="Random flips / transposes of fully sampled slices (with --init cs: "
@@ -466,9 +471,11 @@ def train_command(
         raise MedlensError(f"--maps {maps!r} / --init {init!r}: use acs|espirit and cg|cs")
     if init == "cs" and maps != "espirit":
         raise MedlensError("--init cs needs --maps espirit")
+    if map_sets > 1 and init != "cs":
+        raise MedlensError("--map-sets 2 needs --init cs (and --maps espirit)")
     config = VarNetConfig(
         kind=model, num_cascades=cascades, chans=chans, init_cg_iters=init_cg_iters,
-        maps=maps, init=init,
+        maps=maps, init=init, map_sets=map_sets,
     )  # fmt: skip
     with Progress(
         TextColumn("[bold]train {task.fields[kind]}"), BarColumn(), TimeElapsedColumn(),

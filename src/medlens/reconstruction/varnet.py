@@ -78,6 +78,15 @@ class VarNetConfig:
         needs ``maps="espirit"``. With zero-initialised regularisers the
         untrained network is then that CS result with its sampled k-space
         replaced by the measured one.
+    map_sets : int
+        Sets of ESPIRiT maps (``maps="espirit"``, ``init="cs"``): 2 is soft
+        SENSE (:func:`~medlens.reconstruction.espirit_maps` with ``sets=2``),
+        whose second set covers the pixels where the object meets the edge of
+        the field of view; the image then has one component per set
+        (``(B, 2, H, W)``), each regulariser U-Net sees both (4 channels), and
+        the CS start is the two-set L1-wavelet result. Slices whose second
+        set is empty get an all-zero one (their result is the one-set model's
+        computation with the second component kept at zero by the maps).
     init_cg_iters : int
         VarNet start (``init="cg"``): 0 starts the cascades from the zero-filled k-space (as
         E2E-VarNet); ``n > 0`` from ``F S x`` with ``x`` after ``n``
@@ -96,6 +105,7 @@ class VarNetConfig:
     init_cg_iters: int = 10
     maps: str = "acs"
     init: str = "cg"
+    map_sets: int = 1
 
 
 class UNet(nn.Module):
@@ -170,21 +180,29 @@ class _ComplexUNet(nn.Module):
     of a cascade).
     """
 
-    def __init__(self, chans: int, pools: int, *, residual: bool) -> None:
+    def __init__(self, chans: int, pools: int, *, residual: bool, sets: int = 1) -> None:
         super().__init__()
-        self.unet = UNet(2, 2, chans, pools)
+        self.unet = UNet(2 * sets, 2 * sets, chans, pools)
         self.residual = residual
+        self.sets = sets
         nn.init.zeros_(self.unet.out.weight)
         if self.unet.out.bias is not None:
             nn.init.zeros_(self.unet.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, H, W) complex
-        r = torch.view_as_real(x).permute(0, 3, 1, 2)  # (B, 2, H, W)
+        # x: (B, H, W) complex, or (B, M, H, W) for M > 1 sets (2 M channels)
+        if self.sets == 1:
+            r = torch.view_as_real(x).permute(0, 3, 1, 2)  # (B, 2, H, W)
+        else:
+            b, m, h, w = x.shape
+            r = torch.view_as_real(x).permute(0, 1, 4, 2, 3).reshape(b, 2 * m, h, w)
         out = self.unet(r)
         if self.residual:
             out = out + r
-        return torch.view_as_complex(out.permute(0, 2, 3, 1).contiguous())
+        if self.sets == 1:
+            return torch.view_as_complex(out.permute(0, 2, 3, 1).contiguous())
+        out = out.reshape(b, m, 2, h, w).permute(0, 1, 3, 4, 2).contiguous()
+        return torch.view_as_complex(out)
 
 
 def _rss(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -229,18 +247,31 @@ class _SensitivityModel(nn.Module):
 class _Cascade(nn.Module):
     """``k - eta M (k - y) - F E(U(R(F^H k)))``; the regulariser term starts at zero."""
 
-    def __init__(self, chans: int, pools: int) -> None:
+    def __init__(self, chans: int, pools: int, sets: int = 1) -> None:
         super().__init__()
-        self.model = _ComplexUNet(chans, pools, residual=False)
+        self.model = _ComplexUNet(chans, pools, residual=False, sets=sets)
         self.eta = nn.Parameter(torch.ones(1))
 
     def forward(
         self, k: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor
     ) -> torch.Tensor:
         dc = torch.where(mask > 0, k - y, torch.zeros_like(k)) * self.eta
-        img = torch.sum(ifft2c_torch(k) * maps.conj(), dim=1)  # reduce
-        refined = fft2c_torch(self.model(img).unsqueeze(1) * maps)  # expand
+        refined = fft2c_torch(_expand(self.model(_reduce(ifft2c_torch(k), maps)), maps))
         return k - dc - refined
+
+
+def _reduce(coils: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """``S^H``: coil images ``(B, C, H, W)`` to ``(B, H, W)``, ``(B, M, H, W)`` for M sets."""
+    if maps.ndim == 5:
+        return torch.sum(coils.unsqueeze(1) * maps.conj(), dim=2)
+    return torch.sum(coils * maps.conj(), dim=1)
+
+
+def _expand(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """``S``: an image (one component per set) to coil images ``(B, C, H, W)``."""
+    if maps.ndim == 5:
+        return torch.sum(x.unsqueeze(2) * maps, dim=1)
+    return x.unsqueeze(1) * maps
 
 
 def _sense_cg(
@@ -291,13 +322,20 @@ class VarNet(nn.Module):
             raise ValueError(f"unknown init {config.init!r}; use 'cg' or 'cs'")
         if config.init == "cs" and config.maps != "espirit":
             raise ValueError("init='cs' needs maps='espirit'")
+        if config.map_sets not in (1, 2):
+            raise ValueError(f"map_sets must be 1 or 2, got {config.map_sets}")
+        if config.map_sets > 1 and config.init != "cs":
+            raise ValueError("map_sets=2 needs init='cs' (and maps='espirit')")
         self.sens = (
             _SensitivityModel(config.sens_chans, config.sens_pools)
             if config.maps == "acs"
             else None
         )
         self.cascades = nn.ModuleList(
-            [_Cascade(config.chans, config.pools) for _ in range(config.num_cascades)]
+            [
+                _Cascade(config.chans, config.pools, config.map_sets)
+                for _ in range(config.num_cascades)
+            ]
         )
 
     def forward(
@@ -309,10 +347,11 @@ class VarNet(nn.Module):
     ) -> torch.Tensor:
         """Map masked k-space ``(B, C, H, W)`` (complex) and mask to RSS images ``(B, H, W)``.
 
-        ``maps`` (``(B, C, H, W)``) are required with ``config.maps == "espirit"``
-        and ignored otherwise (the sensitivity network estimates them);
-        ``start`` (``(B, H, W)`` complex, the CS image) is required with
-        ``config.init == "cs"`` and ignored otherwise.
+        ``maps`` (``(B, C, H, W)``, or ``(B, M, C, H, W)`` with ``config.map_sets
+        = M > 1``) are required with ``config.maps == "espirit"`` and ignored
+        otherwise (the sensitivity network estimates them); ``start``
+        (``(B, H, W)`` complex, or ``(B, M, H, W)``: the CS image) is required
+        with ``config.init == "cs"`` and ignored otherwise.
         """
         if self.sens is not None:
             maps = self.sens(masked_kspace, mask)
@@ -321,7 +360,7 @@ class VarNet(nn.Module):
         if self.config.init == "cs":
             if start is None:
                 raise ValueError("this VarNet starts from a CS image: pass start")
-            k = fft2c_torch(maps * start.unsqueeze(1))
+            k = fft2c_torch(_expand(start, maps))
         elif self.config.init_cg_iters > 0:
             x = _sense_cg(masked_kspace, mask, maps, self.config.init_cg_iters)
             k = fft2c_torch(maps * x.unsqueeze(1))
@@ -399,22 +438,37 @@ class _Sample:
     starts: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
 
-def _espirit(kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """ESPIRiT maps from the ACS of ``kspace * mask`` (medlens's defaults)."""
+def _espirit(kspace: np.ndarray, mask: np.ndarray, sets: int = 1) -> np.ndarray:
+    """ESPIRiT maps from the ACS of ``kspace * mask`` (medlens's defaults).
+
+    With ``sets`` > 1 always ``(sets, C, H, W)``: an empty second set is all zero.
+    """
     from medlens.reconstruction._run import estimate_maps
 
-    return np.asarray(estimate_maps(kspace * mask, mask, "espirit"), dtype=np.complex64)
+    maps = np.asarray(estimate_maps(kspace * mask, mask, "espirit", sets=sets), np.complex64)
+    if sets > 1 and maps.ndim == kspace.ndim:
+        maps = np.concatenate([maps[None], np.zeros((sets - 1, *maps.shape), np.complex64)])
+    return maps
 
 
 def _cs_start(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The ``init="cs"`` start: medlens's automatic L1-wavelet reconstruction (complex)."""
     from medlens.reconstruction._algorithms import l1_wavelet_reconstruction
 
+    used = maps
+    if maps.ndim == 4:  # sets: solve with the non-empty ones only (the others stay zero)
+        used = maps[[0] + [i for i in range(1, maps.shape[0]) if np.any(maps[i])]]
+        if used.shape[0] == 1:
+            used = used[0]
     # float32 data: the shrinkage factor overflows to -inf where a coefficient is ~0, which
     # clips to the intended 0; silence that warning only
     with np.errstate(over="ignore"):
-        x = l1_wavelet_reconstruction(kspace * mask, maps, mask=mask)
-    return np.asarray(x, dtype=np.complex64)
+        x = np.asarray(l1_wavelet_reconstruction(kspace * mask, used, mask=mask), np.complex64)
+    if maps.ndim == 4:
+        full = np.zeros((maps.shape[0], *x.shape[-2:]), dtype=np.complex64)
+        full[: (x.shape[0] if x.ndim == 3 else 1)] = x
+        return full
+    return x
 
 
 def _acs_only(num_cols: int, acs: int) -> np.ndarray:
@@ -437,6 +491,7 @@ def _load_samples(
     acs: int = 24,
     cs_accelerations: Sequence[int] = (),
     rng: np.random.Generator | None = None,
+    map_sets: int = 1,
 ) -> list[_Sample]:
     """Slices of fastMRI-layout files; with ``espirit``, their ESPIRiT maps (from the ACS).
 
@@ -464,7 +519,7 @@ def _load_samples(
             starts: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
             if espirit:
                 cal = _acs_only(k.shape[-1], acs) if mask is None else mask
-                maps = _espirit(k, cal)
+                maps = _espirit(k, cal, map_sets)
                 if cs_accelerations:
                     g = rng or np.random.default_rng(0)
                     masks = (
@@ -588,9 +643,9 @@ def _tensors(
         k = fftc(ifftc(k, axes=(-2,))[:, r0 : r0 + crop_rows], axes=(-2,))
         target = target[r0 : r0 + crop_rows]
         if maps is not None:
-            maps = maps[:, r0 : r0 + crop_rows]
+            maps = maps[..., r0 : r0 + crop_rows, :]
         if start is not None:
-            start = start[r0 : r0 + crop_rows]
+            start = start[..., r0 : r0 + crop_rows, :]
     kt = torch.from_numpy((k / sc).astype(np.complex64))[None]
     mt = torch.from_numpy(m.astype(np.float32))[None, None, None, :]
     tt = torch.from_numpy(np.ascontiguousarray(target / np.float32(sc), dtype=np.float32))[None]
@@ -834,13 +889,14 @@ def _train(
         opt = torch.optim.Adam(model.parameters(), lr=lr)
     espirit = config.kind == "varnet" and config.maps == "espirit"
     cs_acc = tuple(accelerations) if espirit and config.init == "cs" else ()
+    sets = config.map_sets if espirit else 1
     train_s = _load_samples(
         [Path(f) for f in train_files], espirit=espirit, acs=acs, cs_accelerations=cs_acc,
-        rng=np.random.default_rng(seed + 1),
+        rng=np.random.default_rng(seed + 1), map_sets=sets,
     )  # fmt: skip
     val_raw = _load_samples(
         [Path(f) for f in val_files], espirit=espirit, acs=acs, cs_accelerations=cs_acc,
-        rng=np.random.default_rng(12345),
+        rng=np.random.default_rng(12345), map_sets=sets,
     )  # fmt: skip
     val_s = _validation_masks(val_raw, accelerations, acs)
     if not train_s:
@@ -962,7 +1018,7 @@ class LearnedReconstructor:
         st = x0 = None
         config = getattr(self.model, "config", None)
         if config is not None and config.kind == "varnet" and config.maps == "espirit":
-            maps = _espirit(k, m)
+            maps = _espirit(k, m, config.map_sets)
             st = torch.from_numpy(maps)[None]
             if config.init == "cs":
                 x0 = torch.from_numpy((_cs_start(k, maps, m) / sc).astype(np.complex64))[None]

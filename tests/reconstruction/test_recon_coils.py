@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -253,3 +255,53 @@ def test_estimate_maps_drops_an_empty_second_set(make_band) -> None:
     np.testing.assert_array_equal(
         estimate_maps(y * m, m, "espirit", sets=2), estimate_maps(y * m, m, "espirit")
     )
+
+
+def _write_cfl(stem: Path, arr: np.ndarray) -> None:
+    """BART's .hdr / .cfl pair (complex64, column-major)."""
+    dims = arr.shape + (1,) * (16 - arr.ndim)
+    stem.with_suffix(".hdr").write_text("# Dimensions\n" + " ".join(map(str, dims)) + "\n")
+    np.asarray(arr, np.complex64).ravel(order="F").tofile(stem.with_suffix(".cfl"))
+
+
+def _read_cfl(stem: Path) -> np.ndarray:
+    dims = [int(d) for d in stem.with_suffix(".hdr").read_text().split("\n")[1].split()]
+    return np.fromfile(stem.with_suffix(".cfl"), np.complex64).reshape(dims, order="F")
+
+
+def test_two_sets_match_bart_ecalib(make_band, tmp_path: Path) -> None:
+    # BART's `ecalib -m 2` (Debian's bart 0.8) on the same calibration region, kernel and
+    # signal space: the same eigenvalues (within 0.005), the same pixels with a second
+    # eigenvalue above 0.8, and the same two-dimensional span there (the two eigenvectors may
+    # rotate inside it); BART's -t thresholds squared singular values, so t = 0.02^2
+    import shutil
+    import subprocess
+
+    from medlens.reconstruction import equispaced_mask
+
+    bart = shutil.which("bart")
+    if bart is None:
+        pytest.skip("bart is not installed (requirements/reconstruction.apt)")
+    n = 96
+    sim = simulate_kspace(make_band(n), coils=8, acceleration=4, acs=24, noise=0.005, seed=1)
+    y = sim.masked_kspace[0] * equispaced_mask(n, 4, num_low_frequencies=12, offset=0)
+    _write_cfl(tmp_path / "k", np.transpose(y, (1, 2, 0))[:, :, None, :])  # (x, y, z, coil)
+    subprocess.run(
+        [bart, "ecalib", "-r", "24:12:1", "-k", "5:5:1", "-t", "0.0004", "-c", "0", "-m", "2",
+         str(tmp_path / "k"), str(tmp_path / "s"), str(tmp_path / "e")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    theirs = np.transpose(_read_cfl(tmp_path / "s")[:, :, 0, :, :2].reshape(n, n, 8, 2),
+                          (3, 2, 0, 1))  # fmt: skip
+    their_eig = np.transpose(_read_cfl(tmp_path / "e")[:, :, 0, 0, :2].reshape(n, n, 2).real,
+                             (2, 0, 1))  # fmt: skip
+    ours, eig = espirit_maps(y, calib=(24, 12), kernel_size=5, threshold=0.02, crop=0, sets=2,
+                             set_crop=0, return_eigenvalues=True)  # fmt: skip
+    obj = sim.target[0] > 0.3 * sim.target[0].max()
+    np.testing.assert_allclose(eig[:, obj], their_eig[:, obj], atol=0.005)
+    two = eig[1] > 0.8
+    np.testing.assert_array_equal(two, their_eig[1] > 0.8)
+    assert 0.05 < two.mean() < 0.2
+    span = sum(_phase_free_agreement(ours[i], theirs[j]) ** 2 for i in (0, 1) for j in (0, 1)) / 2
+    assert span[two].min() > 0.9999
+    assert _phase_free_agreement(ours[0], theirs[0])[obj & ~two].min() > 0.9999

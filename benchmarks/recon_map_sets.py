@@ -1,4 +1,4 @@
-"""One against two sets of ESPIRiT maps in medlens's automatic L1-wavelet CS, on a folder of slices.
+"""One against two sets of ESPIRiT maps in medlens's automatic CS or CG-SENSE, over slices.
 
 Quality, not speed: where an object meets the edge of the field of view along
 the phase-encoding axis, one set of (periodic) ESPIRiT maps cannot follow the
@@ -9,13 +9,16 @@ e.g. the VarNet training files of ``benchmarks/recon_varnet.py
 make-data-kmeans``, without their ``_flip`` / ``_tr`` copies and ``val``
 files) gets a fastMRI equispaced mask per acceleration (``--acs`` centre
 lines, a seeded offset) and is reconstructed with
-:func:`~medlens.reconstruction.l1_wavelet_reconstruction` (automatic weight)
-on :func:`~medlens.reconstruction.estimate_maps` with ``sets=1`` and
+:func:`~medlens.reconstruction.l1_wavelet_reconstruction` (automatic weight;
+``--method sense``: :func:`~medlens.reconstruction.sense_reconstruction`,
+automatic weight and count) on
+:func:`~medlens.reconstruction.estimate_maps` with ``sets=1`` and
 ``sets=2``. Printed: PSNR in the object mask and over the field of view per
 slice, and the means per group (names containing ``shoulder`` or
 ``abdomen``, the single real acquisitions, against the rest)::
 
     .venv/bin/python benchmarks/recon_map_sets.py /tmp/vn5/data/train --acs 12
+    .venv/bin/python benchmarks/recon_map_sets.py /tmp/vn5/data/train --acs 12 --method sense
 
 Results: docs/reconstruction.md, *Two sets of ESPIRiT maps*.
 """
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--acs", type=int, default=12, help="ACS lines (default 12)")
     ap.add_argument("--accelerations", default="4,8")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--method", choices=("cs-wavelet", "sense"), default="cs-wavelet")
     args = ap.parse_args(argv)
     files = sorted(
         f for f in args.data.glob("*.h5")
@@ -72,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             for sets in (1, 2):
                 t0 = time.perf_counter()
                 s = estimate_maps(y, m, "espirit", sets=sets)
-                x = mlr.l1_wavelet_reconstruction(y, s, mask=m)
+                solve = (
+                    mlr.sense_reconstruction if args.method == "sense"
+                    else mlr.l1_wavelet_reconstruction
+                )  # fmt: skip
+                x = solve(y, s, mask=m)
                 times.append(time.perf_counter() - t0)
                 mag = mlr.rss(x) if x.ndim == 3 else np.abs(x)
                 psnr += [_psnr(ref, mag, obj), _psnr(ref, mag, np.ones_like(obj))]

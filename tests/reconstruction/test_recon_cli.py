@@ -188,8 +188,8 @@ def test_run_cmrxrecon_user_errors(cmrxrecon_file, simulated: Path, tmp_path: Pa
 
 
 def test_run_map_sets(tmp_path: Path, make_band) -> None:
-    # a band that fills the field of view along the phase-encoding axis: cs-wavelet uses two
-    # sets of ESPIRiT maps by default, --map-sets 1 gives the one-set result, sense takes one
+    # a band that fills the field of view along the phase-encoding axis: cs-wavelet and sense
+    # use two sets of ESPIRiT maps by default, --map-sets 1 gives the one-set result
     import h5py
 
     from medlens.io import write_fastmri
@@ -198,6 +198,7 @@ def test_run_map_sets(tmp_path: Path, make_band) -> None:
         l1_wavelet_reconstruction,
         reconstruct_slice,
         rss,
+        sense_reconstruction,
         simulate_kspace,
     )
 
@@ -215,8 +216,10 @@ def test_run_map_sets(tmp_path: Path, make_band) -> None:
         np.abs(l1_wavelet_reconstruction(y, estimate_maps(y, m, "espirit"), mask=m)),
         rtol=1e-5, atol=1e-6,
     )  # fmt: skip
-    with pytest.raises(ValueError, match="one set"):
-        reconstruct_slice(y, method="sense", mask=m, sets=2)
+    np.testing.assert_allclose(
+        reconstruct_slice(y, method="sense", mask=m),
+        rss(sense_reconstruction(y, two, mask=m)), rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
     path = tmp_path / "band.h5"
     write_fastmri(path, sim.masked_kspace, mask=m, target=sim.target)
     outs = {}

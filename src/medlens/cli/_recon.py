@@ -235,8 +235,8 @@ def run(
     ),
     map_sets: int | None = typer.Option(
         None, "--map-sets", min=1, max=2,
-        help="ESPIRiT sets of maps (soft SENSE) for cs-wavelet / tv; default 2 for those (the "
-        "second is used only where objects meet the edge of the field of view), 1 for sense.",
+        help="ESPIRiT sets of maps (soft SENSE) for sense / cs-wavelet / tv; default 2 (the "
+        "second is used only where objects meet the edge of the field of view).",
     ),
     model: Path | None = typer.Option(
         None, "--model", help="VarNet/U-Net checkpoint (--method varnet)."

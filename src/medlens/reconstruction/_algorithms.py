@@ -287,8 +287,8 @@ class _ColumnSense:
     along that axis only (the phase-encoding FFT cancels), so ``A^H A v =
     sum_c conj(S_c) F_x^H M F_x (S_c v)`` needs two 1D FFTs per coil instead
     of two 2D ones; the centring shifts cancel because ``F_x^H M F_x`` is
-    circulant. Maps of shape ``(M, C, H, W)`` are ``M`` sets (soft SENSE,
-    images ``(M, H, W)``; no hold-out). ``holdout`` points (``(ky, kx)`` index arrays, centred) are
+    circulant. With ``sets``, maps of shape ``(M, C, H, W)`` are ``M`` sets (soft
+    SENSE, images ``(M, H, W)``). ``holdout`` points (``(ky, kx)`` index arrays, centred) are
     removed from the data term exactly: the hybrid ``(y, kx)`` data of the
     columns that hold them are Fourier transformed along ``y`` (1D FFTs of
     those columns only), the held-out coefficients read off (their centred
@@ -311,8 +311,6 @@ class _ColumnSense:
         self.maps = maps
         self.maps_conj = maps.conj()
         self.sets = sets
-        if sets and holdout is not None:
-            raise ValueError("k-space hold-out takes one set of maps")
         h, w = maps.shape[-2:]
         self.cols_u = np.fft.ifftshift(np.asarray(mask, dtype=maps.real.dtype))
         self.lam = lam
@@ -334,7 +332,7 @@ class _ColumnSense:
             )
             self.keep = np.ones((cols.size, h), dtype=maps.real.dtype)
             self.keep[self.col_of, self.rows_u] = 0.0
-            self.maps_t = np.ascontiguousarray(maps.transpose(0, 2, 1))
+            self.maps_t = np.ascontiguousarray(np.swapaxes(maps, -1, -2))
             self.maps_t_conj = self.maps_t.conj()
 
     def forward_hybrid(self, v: np.ndarray) -> np.ndarray:
@@ -362,15 +360,21 @@ class _ColumnSense:
         # gathering them and writing them back is cheap (fancy indexing of the last
         # axis cost more than the 1D FFTs of those columns)
         fft = self._fft
-        u = fft.fft(self.maps_t * v.T, axis=1, norm="ortho", overwrite_x=True)
+        vt = np.swapaxes(v, -1, -2)
+        coils = np.sum(self.maps_t * vt[:, None], axis=0) if self.sets else self.maps_t * vt
+        u = fft.fft(coils, axis=1, norm="ortho", overwrite_x=True)
         g = fft.fft(u[:, self.cols_h], axis=-1, norm="ortho", overwrite_x=True)
         q = g[:, self.col_of, self.rows_u] * self.phase
         g *= self.keep
         u *= self.cols_u[:, None]
         u[:, self.cols_h] = fft.ifft(g, axis=-1, norm="ortho", overwrite_x=True)
         back = fft.ifft(u, axis=1, norm="ortho", overwrite_x=True)
-        back *= self.maps_t_conj
-        out = np.ascontiguousarray(back.sum(axis=0).T)
+        if self.sets:
+            out = np.sum(self.maps_t_conj * back[None], axis=1)
+            out = np.ascontiguousarray(np.swapaxes(out, -1, -2))
+        else:
+            back *= self.maps_t_conj
+            out = np.ascontiguousarray(back.sum(axis=0).T)
         return (out + self.lam * v if self.lam else out), q
 
 
@@ -421,8 +425,8 @@ def cross_validated_iterations(
     ----------
     kspace : array_like, shape (C, H, W)
         Zero-filled centred k-space.
-    maps : array_like, shape (C, H, W)
-        Coil sensitivities.
+    maps : array_like, shape (C, H, W) or (M, C, H, W)
+        Coil sensitivities, or ``M`` sets of them (soft SENSE).
     mask : array_like of bool, optional
         Sampling mask (inferred if None).
     lamda : float
@@ -520,8 +524,8 @@ def cross_validated_parameters(
     ----------
     kspace : array_like, shape (C, H, W)
         Zero-filled centred k-space.
-    maps : array_like, shape (C, H, W)
-        Coil sensitivities.
+    maps : array_like, shape (C, H, W) or (M, C, H, W)
+        Coil sensitivities, or ``M`` sets of them (soft SENSE).
     mask : array_like of bool, optional
         Sampling mask (inferred if None).
     lamdas : tuple of float
@@ -591,8 +595,7 @@ def _held_out_errors(
     values ``q_j = A_h p_j`` of the base directions (``A_h r_j = q_j -
     beta_{j-1} q_{j-1}``). None per weight where nothing could be held out.
     """
-    if s.shape != y.shape:
-        raise ValueError(f"maps shape {s.shape} differs from k-space shape {y.shape}")
+    sets = _check_maps(s, y)
     if not 0 < holdout < 1:
         raise ValueError(f"holdout must be in (0, 1), got {holdout}")
     _, h, w = y.shape
@@ -602,25 +605,27 @@ def _held_out_errors(
     ky, kx = np.nonzero(hold2)
     if ky.size == 0:
         return [None] * len(lamdas)
-    scale = _lipschitz(s)
+    scale = _lipschitz(s, sets)
     base = min(lamdas) * scale
     shifts = [lam * scale - base for lam in lamdas]
     y_held = y[:, ky, kx]
     energy = max(float(np.vdot(y_held, y_held).real), 1e-30)
     train = sampled & ~hold2
-    b = np.sum(s.conj() * ifft2c(y * train), axis=0)
+    a_tr = sense_operator(s, train, sets=sets)
+    b = a_tr.H(y * train) if sets else np.sum(s.conj() * ifft2c(y * train), axis=0)
     cols = _column_mask(np.asarray(m), w)
     if cols is not None:
-        op = _ColumnSense(s, cols, base, holdout=(ky, kx))
+        op = _ColumnSense(s, cols, base, holdout=(ky, kx), sets=sets)
 
         def normal_and_pred(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return op.normal(p)
 
     else:
-        a_tr = sense_operator(s, train)
+        coils = sense_operator(s, sets=True) if sets else None
 
         def normal_and_pred(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return a_tr.H(a_tr(p)) + base * p, fft2c(s * p)[:, ky, kx]
+            k = coils(p) if coils is not None else fft2c(s * p)
+            return a_tr.H(a_tr(p)) + base * p, k[:, ky, kx]
 
     n = len(shifts)
     r = b.copy()
@@ -725,8 +730,8 @@ def sense_reconstruction(
     ----------
     kspace : array_like, shape (C, H, W)
         Zero-filled centred k-space ``y``.
-    maps : array_like, shape (C, H, W)
-        Coil sensitivities ``S``.
+    maps : array_like, shape (C, H, W) or (M, C, H, W)
+        Coil sensitivities ``S``, or ``M`` sets of them (soft SENSE).
     mask : array_like of bool, optional
         Sampling mask (inferred from the data if None).
     lamda : float or "auto"
@@ -748,7 +753,7 @@ def sense_reconstruction(
 
     Returns
     -------
-    numpy.ndarray, shape (H, W)
+    numpy.ndarray, shape (H, W), or (M, H, W) for M sets of maps
         Complex image.
 
     Examples
@@ -767,8 +772,7 @@ def sense_reconstruction(
     """
     y, m = _prepare(kspace, mask)
     s = np.asarray(maps).astype(y.dtype, copy=False)
-    if s.shape != y.shape:
-        raise ValueError(f"maps shape {s.shape} differs from k-space shape {y.shape}")
+    sets = _check_maps(s, y)
     if isinstance(max_iter, str) and max_iter != "auto":
         raise ValueError(f"max_iter must be an int or 'auto', got {max_iter!r}")
     if isinstance(lamda, str) and lamda != "auto":
@@ -782,8 +786,8 @@ def sense_reconstruction(
         n_iter = cross_validated_iterations(y, s, mask=m, lamda=lamda, holdout=holdout)
     else:
         n_iter = int(max_iter)
-    a = sense_operator(s, m)
-    lam = lamda * _lipschitz(s)
+    a = sense_operator(s, m, sets=sets)
+    lam = lamda * _lipschitz(s, sets)
     threshold = 0.0
     if discrepancy is not None:
         n_sampled = int(np.count_nonzero(np.broadcast_to(m, y.shape)))
@@ -793,7 +797,7 @@ def sense_reconstruction(
     r_data = y if x_init is None else y - a(x_init)  # data residual of the start
     cols = _column_mask(np.asarray(m), y.shape[-1])
     if cols is not None:
-        column_op = _ColumnSense(s, cols, lam)
+        column_op = _ColumnSense(s, cols, lam, sets=sets)
 
         def normal(v: np.ndarray) -> np.ndarray:
             return column_op.normal(v)[0]
@@ -941,18 +945,24 @@ def _auto_lambda(
     return noise_factor * calibration_noise_level(y, mask) + floor_factor * mad_noise_level(b)
 
 
-def _prepare_iterative(
-    kspace: npt.ArrayLike, maps: npt.ArrayLike, mask: npt.ArrayLike | None
-) -> tuple[np.ndarray, np.ndarray, Linop, float, bool]:
-    """Data, maps, operator, Lipschitz constant, and whether the maps are sets ``(M, C, H, W)``."""
-    y, m = _prepare(kspace, mask)
-    s = np.asarray(maps).astype(y.dtype, copy=False)
+def _check_maps(s: np.ndarray, y: np.ndarray) -> bool:
+    """Whether ``s`` is sets of maps ``(M, C, H, W)`` for k-space ``y``; raises if neither."""
     sets = s.ndim == y.ndim + 1 and s.shape[1:] == y.shape
     if s.shape != y.shape and not sets:
         raise ValueError(
             f"maps shape {s.shape} differs from k-space shape {y.shape} "
             f"(and is not sets of maps (M, {', '.join(map(str, y.shape))}))"
         )
+    return sets
+
+
+def _prepare_iterative(
+    kspace: npt.ArrayLike, maps: npt.ArrayLike, mask: npt.ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, Linop, float, bool]:
+    """Data, maps, operator, Lipschitz constant, and whether the maps are sets ``(M, C, H, W)``."""
+    y, m = _prepare(kspace, mask)
+    s = np.asarray(maps).astype(y.dtype, copy=False)
+    sets = _check_maps(s, y)
     return y, s, sense_operator(s, m, sets=sets), _lipschitz(s, sets), sets
 
 

@@ -78,11 +78,11 @@ def reconstruct_slice(
         measured on the calibration region). ``zf`` and ``grappa`` are RSS
         images already and ignore it.
     sets : int, optional
-        Sets of ESPIRiT maps (soft SENSE) for ``cs-wavelet`` and ``tv``;
-        None: 2 for those two with ``maps="espirit"`` (the second set is
-        dropped where it is empty, which leaves one set on objects clear of
-        the edge of the field of view), 1 otherwise. ``sense`` takes one set.
-        The image of several sets is their root sum of squares.
+        Sets of ESPIRiT maps (soft SENSE) for ``sense``, ``cs-wavelet`` and
+        ``tv``; None: 2 with ``maps="espirit"`` (the second set is dropped
+        where it is empty, which leaves one set on objects clear of the edge
+        of the field of view), 1 otherwise. The image of several sets is
+        their root sum of squares.
 
     Returns
     -------
@@ -114,10 +114,7 @@ def reconstruct_slice(
     if method == "grappa":
         return grappa_reconstruction(k, m, **opts).astype(np.float32)
     if sets is None:
-        soft = method in ("cs-wavelet", "tv") and isinstance(maps, str) and maps == "espirit"
-        sets = 2 if soft else 1
-    if method == "sense" and sets != 1:
-        raise ValueError("sense (CG-SENSE) takes one set of maps; pass sets=1")
+        sets = 2 if isinstance(maps, str) and maps == "espirit" else 1
     s = estimate_maps(k, m, maps, sets=sets)
     if method == "sense":
         x = sense_reconstruction(k, s, mask=m, callback=callback, **opts)

@@ -278,17 +278,22 @@ def band_problem(make_band) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return y, m, maps, sim.target[0]
 
 
+def _band_psnr(ref: np.ndarray, x: np.ndarray) -> float:
+    """PSNR inside the band (> 30 % of the max) of ``|x|``, or of the RSS over the sets."""
+    obj = ref > 0.3 * ref.max()
+    mag = rss(x) if x.ndim == 3 else np.abs(x)
+    return float(10 * np.log10(ref.max() ** 2 / np.mean((mag - ref)[obj] ** 2)))
+
+
 @pytest.mark.parametrize("method", [l1_wavelet_reconstruction, tv_reconstruction])
 def test_two_sets_of_maps_at_the_edge_of_the_field_of_view(band_problem, method) -> None:
     # one set of maps cannot follow the sensitivities where the object meets the edge of
     # the field of view, and SENSE folds that error into the image (R = 4: 13 dB in the
     # object); two sets (soft SENSE) reconstruct it
     y, m, maps, ref = band_problem
-    obj = ref > 0.3 * ref.max()
 
     def psnr(x: np.ndarray) -> float:
-        mag = rss(x) if x.ndim == 3 else np.abs(x)
-        return float(10 * np.log10(ref.max() ** 2 / np.mean((mag - ref)[obj] ** 2)))
+        return _band_psnr(ref, x)
 
     one, two = method(y, maps[0], mask=m), method(y, maps, mask=m)
     assert two.shape == (2, 96, 96) and one.shape == (96, 96)
@@ -330,11 +335,9 @@ def test_cg_sense_with_two_sets(band_problem) -> None:
     # CG-SENSE with its automatic weight and count (k-space hold-out, multi-shift CG) on the
     # two-set operator: the band is reconstructed far better than with one set
     y, m, maps, ref = band_problem
-    obj = ref > 0.3 * ref.max()
 
     def psnr(x: np.ndarray) -> float:
-        mag = rss(x) if x.ndim == 3 else np.abs(x)
-        return float(10 * np.log10(ref.max() ** 2 / np.mean((mag - ref)[obj] ** 2)))
+        return _band_psnr(ref, x)
 
     one, two = sense_reconstruction(y, maps[0], mask=m), sense_reconstruction(y, maps, mask=m)
     assert two.shape == (2, 96, 96)

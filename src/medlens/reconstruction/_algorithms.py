@@ -977,7 +977,7 @@ def _data_gradient(
     """``x -> A^H (A x - y)`` (``b = A^H y``), on 1D FFTs for column masks."""
     m = infer_mask(y) if mask is None else np.asarray(mask, dtype=bool)
     cols = _column_mask(m, y.shape[-1])
-    if cols is not None and (y.ndim == 3 or sets):
+    if cols is not None and y.ndim == 3:  # (sets of maps come with (C, H, W) k-space too)
         op = _ColumnSense(s, cols, 0.0, sets=sets)
 
         def fast(x: np.ndarray) -> np.ndarray:

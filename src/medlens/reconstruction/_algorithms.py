@@ -994,14 +994,10 @@ def _data_gradient(
 def _warm_start(
     y: np.ndarray, s: np.ndarray, mask: npt.ArrayLike | None, b: np.ndarray, n: int, sets: bool
 ) -> np.ndarray:
-    """``n`` CG-SENSE iterations (on the first set of maps; the others start at 0), or ``A^H y``."""
+    """``n`` CG-SENSE iterations (on all sets of maps), or ``A^H y``."""
     if n <= 0:
         return b.copy()
-    if not sets:
-        return sense_reconstruction(y, s, mask=mask, max_iter=n, discrepancy=None)
-    x0 = np.zeros_like(b)
-    x0[0] = sense_reconstruction(y, s[0], mask=mask, max_iter=n, discrepancy=None)
-    return x0
+    return sense_reconstruction(y, s, mask=mask, max_iter=n, discrepancy=None)
 
 
 def l1_wavelet_reconstruction(

@@ -326,10 +326,9 @@ def espirit_maps(
         maps = maps * (eig > crop)
     maps = maps.astype(np.complex64)
     if sets > 1:
-        # the further eigenvectors exactly, at every pixel (they are not smooth where
-        # eigenvalues cross, so not interpolated from a coarse grid as the first set is)
-        # the second eigenvalue is at most trace(G) - the first: decompose only where
-        # that can exceed set_crop
+        # the further eigenvectors exactly (they are not smooth where eigenvalues cross,
+        # so not interpolated from a coarse grid as the first set is), and only where they
+        # can be used: the second eigenvalue is at most trace(G) - the first
         trace = np.einsum("yxcc->yx", g).real
         where = trace - eig > set_crop
         ev_all = np.zeros((h, w, n_coils), dtype=np.float32)

@@ -200,6 +200,12 @@ def espirit_calibration(mask: npt.ArrayLike, shape: tuple[int, int]) -> EspiritC
     return EspiritCalibration((rows, cols), int(max(3, cols // 2)), True)
 
 
+def _drop_empty_sets(maps: np.ndarray) -> np.ndarray:
+    """Sets of maps ``(M, C, H, W)`` less the empty ones after the first (one left: 3-D)."""
+    used = [maps[0]] + [s for s in maps[1:] if np.any(s)]
+    return used[0] if len(used) == 1 else np.stack(used)
+
+
 def estimate_maps(
     kspace: np.ndarray, mask: np.ndarray, maps: str | np.ndarray, *, sets: int = 1
 ) -> np.ndarray:
@@ -237,10 +243,7 @@ def estimate_maps(
         y = kspace * mask
         noise = calibration_noise_level(y, mask) if from_noise else None
         s = np.asarray(espirit_maps(y, calib=box, kernel_size=kernel, noise=noise, sets=sets))
-        if sets == 1:
-            return s
-        used = [s[0]] + [si for si in s[1:] if np.any(si)]
-        return used[0] if len(used) == 1 else np.stack(used)
+        return s if sets == 1 else _drop_empty_sets(s)
     calib = calibration_size(mask, kspace.shape[-2:])
     if maps == "walsh":
         return walsh_maps(kspace * mask, calib=calib)

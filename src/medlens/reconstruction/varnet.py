@@ -190,19 +190,17 @@ class _ComplexUNet(nn.Module):
             nn.init.zeros_(self.unet.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, H, W) complex, or (B, M, H, W) for M > 1 sets (2 M channels)
-        if self.sets == 1:
-            r = torch.view_as_real(x).permute(0, 3, 1, 2)  # (B, 2, H, W)
-        else:
-            b, m, h, w = x.shape
-            r = torch.view_as_real(x).permute(0, 1, 4, 2, 3).reshape(b, 2 * m, h, w)
+        # x: (B, H, W) complex, or (B, M, H, W) for M > 1 sets; channels (re, im) per set
+        one = x.ndim == 3
+        if one:
+            x = x.unsqueeze(1)
+        b, m, h, w = x.shape
+        r = torch.view_as_real(x).permute(0, 1, 4, 2, 3).reshape(b, 2 * m, h, w)
         out = self.unet(r)
         if self.residual:
             out = out + r
-        if self.sets == 1:
-            return torch.view_as_complex(out.permute(0, 2, 3, 1).contiguous())
-        out = out.reshape(b, m, 2, h, w).permute(0, 1, 3, 4, 2).contiguous()
-        return torch.view_as_complex(out)
+        out = torch.view_as_complex(out.reshape(b, m, 2, h, w).permute(0, 1, 3, 4, 2).contiguous())
+        return out[:, 0] if one else out
 
 
 def _rss(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -454,12 +452,10 @@ def _espirit(kspace: np.ndarray, mask: np.ndarray, sets: int = 1) -> np.ndarray:
 def _cs_start(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The ``init="cs"`` start: medlens's automatic L1-wavelet reconstruction (complex)."""
     from medlens.reconstruction._algorithms import l1_wavelet_reconstruction
+    from medlens.reconstruction._run import _drop_empty_sets
 
-    used = maps
-    if maps.ndim == 4:  # sets: solve with the non-empty ones only (the others stay zero)
-        used = maps[[0] + [i for i in range(1, maps.shape[0]) if np.any(maps[i])]]
-        if used.shape[0] == 1:
-            used = used[0]
+    # sets: solve with the non-empty ones only (the others, after them, stay zero)
+    used = _drop_empty_sets(maps) if maps.ndim == 4 else maps
     # float32 data: the shrinkage factor overflows to -inf where a coefficient is ~0, which
     # clips to the intended 0; silence that warning only
     with np.errstate(over="ignore"):

@@ -182,6 +182,27 @@ margins against CS are at least +1 dB on KmeansTest. Run::
     taskset -c 1 .venv/bin/python benchmarks/recon_varnet.py evaluate /tmp/blind/test \
         /tmp/vn12/model --no-sigpy
 
+Session 8, a second blind set (fixed and committed before the files were made):
+``make-dipy-test``'s 22 files from two real heads that no run, and nobody here,
+has reconstructed or used before. They come from the PyPI ``dipy`` 1.12.1 wheel's
+bundled test data (BSD-3): ``t1_coronal_slice.npy``, one skull-stripped coronal
+T1 slice (256 x 256), and ``S0_10slices.nii.gz``, the ten axial b = 0 slices of
+a diffusion scan (128 x 128, 2 mm; T2-weighted EPI contrast, so cerebrospinal
+fluid is bright, unlike every brain in training). Each slice is simulated as the
+KmeansTest files are (8 coils, coil radius 1.4, 12 ACS lines, equispaced R = 4
+and 8, seed 11, noise 0.011). The fifth and sixth runs' models, unchanged, are
+evaluated once each against the automatic CS (two sets of maps), and reported as
+they come out, per file and per head. The goal counts as met on a new subject
+only if both object margins against CS, R = 4 and R = 8, are at least +1 dB.
+dipy's ``aniso_vox`` (58 x 58, 4 mm) is left out: too small for 12 ACS lines to
+be a calibration region. Run::
+
+    .venv/bin/python benchmarks/recon_varnet.py make-dipy-test /tmp/blind2
+    taskset -c 0 .venv/bin/python benchmarks/recon_varnet.py evaluate /tmp/blind2/test \
+        /tmp/vn10/model --no-sigpy
+    taskset -c 1 .venv/bin/python benchmarks/recon_varnet.py evaluate /tmp/blind2/test \
+        /tmp/vn12/model --no-sigpy
+
 ``--untrained`` also evaluates the freshly built network of the same
 configuration (ESPIRiT maps, CS start): the classical start alone.
 """
@@ -199,6 +220,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 import medlens.reconstruction as mlr
+from medlens.datasets._types import SourcePackage
 
 NOISE = 0.011
 TEST_SLICES = (70, 85, 95, 110, 120)
@@ -452,6 +474,39 @@ def make_blind_test(out_dir: Path, noise: float) -> None:
     print(f"wrote {2 * len(BLIND_IMAGES)} test files to {test_dir}", flush=True)
 
 
+DIPY = "dipy/data/files"
+#: PyPI wheel of dipy; only its bundled test images are used (session 8's second blind set)
+DIPY_WHEEL = SourcePackage(
+    kind="pypi",
+    name="dipy",
+    version="1.12.1",
+    files=(f"{DIPY}/t1_coronal_slice.npy", f"{DIPY}/S0_10slices.nii.gz",
+           "dipy-1.12.1.dist-info/LICENSE"),
+    url="https://pypi.org/project/dipy/1.12.1/",
+)  # fmt: skip
+
+
+def make_dipy_test(out_dir: Path, noise: float) -> None:
+    """Session 8: test files from two heads in dipy's bundled data (see the module docstring)."""
+    import nibabel as nib
+
+    from medlens.datasets._build import BuildContext
+    from medlens.datasets._cache import cache_root
+
+    members = DIPY_WHEEL.files[:2]
+    data = BuildContext(root=cache_root(), out=out_dir).package(DIPY_WHEEL, members=members).root
+    slices = [("dipy_t1cor", np.load(data / members[0]).astype(np.float64))]
+    b0 = np.asarray(nib.load(data / members[1]).dataobj, dtype=np.float64)[..., 0]
+    slices += [(f"dipy_b0z{z}", b0[:, :, z]) for z in range(b0.shape[2])]
+    test_dir = out_dir / "test"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    for stem, arr in slices:
+        for accel in (4, 8):
+            _write_undersampled(test_dir / f"{stem}_r{accel}.h5", arr, accel, KMEANS_ACS, noise,
+                                11, maps=True)  # fmt: skip
+    print(f"wrote {2 * len(slices)} test files to {test_dir}", flush=True)
+
+
 def make_data(out_dir: Path, noise: float, seed: int) -> None:
     """Write ``train/`` (fully sampled + validation) and ``test/`` fastMRI-layout files."""
     from medlens.io import write_fastmri
@@ -578,6 +633,9 @@ def main() -> int:
     bl = sub.add_parser("make-blind-test")
     bl.add_argument("out", type=Path)
     bl.add_argument("--noise", type=float, default=NOISE)
+    dp = sub.add_parser("make-dipy-test")
+    dp.add_argument("out", type=Path)
+    dp.add_argument("--noise", type=float, default=NOISE)
     ev = sub.add_parser("evaluate")
     ev.add_argument("test_dir", type=Path)
     ev.add_argument("model", type=Path, nargs="?")
@@ -594,6 +652,8 @@ def main() -> int:
             make_data(args.out, args.noise, args.seed)
     elif args.cmd == "make-blind-test":
         make_blind_test(args.out, args.noise)
+    elif args.cmd == "make-dipy-test":
+        make_dipy_test(args.out, args.noise)
     else:
         evaluate(args.test_dir, args.model, not args.no_sigpy, args.untrained)
     return 0

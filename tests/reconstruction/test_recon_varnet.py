@@ -37,6 +37,7 @@ from medlens.reconstruction.varnet import (  # noqa: E402
     _tensors,
     build_model,
     load_model,
+    object_weight,
     parameter_count,
     train,
 )
@@ -165,7 +166,8 @@ def test_untrained_cs_start_varnet_is_l1_wavelet_with_measured_samples(make_phan
 def test_augment_flips_and_transposes_image_target_and_maps(make_phantom) -> None:
     sim = simulate_kspace(make_phantom(32)[:, :24], coils=3, acceleration=1, acs=8, seed=3)
     maps = np.asarray(sim.maps, dtype=np.complex64)
-    sample = _Sample(sim.kspace[0], None, sim.target[0], maps)
+    weight = object_weight(sim.target[0])
+    sample = _Sample(sim.kspace[0], None, sim.target[0], maps, weight=weight)
     src = ifft2c(sample.kspace)
 
     def candidates(a: np.ndarray) -> list[np.ndarray]:
@@ -184,6 +186,10 @@ def test_augment_flips_and_transposes_image_target_and_maps(make_phantom) -> Non
         assert len(hits) == 1
         np.testing.assert_array_equal(out.maps, candidates(maps)[hits[0]])
         np.testing.assert_array_equal(out.target, candidates(sample.target)[hits[0]])
+        # the loss weights too, and they stay those of the moved target
+        assert out.weight is not None
+        np.testing.assert_array_equal(out.weight, candidates(weight)[hits[0]])
+        np.testing.assert_array_equal(out.weight, object_weight(out.target))
         seen.add(hits[0])
     assert seen == set(range(8))
 
@@ -201,7 +207,8 @@ def test_reflection_about_the_centre_commutes_with_the_centred_fft(n: int) -> No
 def test_augment_with_start_reflects_slice_mask_and_start_together(make_phantom) -> None:
     sim = simulate_kspace(make_phantom(32)[:, :24], coils=3, acceleration=1, acs=8, seed=3)
     maps = np.asarray(sim.maps, dtype=np.complex64)
-    sample = _Sample(sim.kspace[0], None, sim.target[0], maps)
+    weight = object_weight(sim.target[0])
+    sample = _Sample(sim.kspace[0], None, sim.target[0], maps, weight=weight)
     mask = _draw_mask(24, [4], 8, np.random.default_rng(1))
     start = np.random.default_rng(2).normal(size=(32, 24)).astype(np.complex64)
     # a SENSE acquisition of some image; reflected, it must stay one of the reflected image
@@ -226,6 +233,7 @@ def test_augment_with_start_reflects_slice_mask_and_start_together(make_phantom)
         np.testing.assert_array_equal(out.kspace, apply(sample.kspace, axes))
         np.testing.assert_array_equal(out.target, apply(sample.target, axes))
         np.testing.assert_array_equal(out.maps, apply(maps, axes))
+        np.testing.assert_array_equal(out.weight, apply(weight, axes))
         np.testing.assert_array_equal(m, _reflect(mask, -1) if -1 in axes else mask)
         np.testing.assert_allclose(fft2c(out.maps * apply(img, axes)) * m, apply(y, axes),
                                    atol=1e-5)  # fmt: skip
@@ -294,13 +302,17 @@ def test_varnet_overfits_one_slice_well_above_zero_filling(make_phantom) -> None
 
 def test_row_crop_keeps_the_aliasing_of_the_whole_slice(make_phantom) -> None:
     sim = simulate_kspace(make_phantom(32), coils=4, acceleration=1, acs=8, noise=0.002, seed=2)
-    sample = _Sample(sim.kspace[0], None, sim.target[0])
+    sample = _Sample(sim.kspace[0], None, sim.target[0], weight=object_weight(sim.target[0]))
     mask = _draw_mask(32, [4], 8, np.random.default_rng(0))
-    full_k, _, full_t, _, _ = _tensors(sample, mask)
+    full_k, _, full_t, _, _, full_w = _tensors(sample, mask)
     rng = np.random.default_rng(5)
     r0 = int(np.random.default_rng(5).integers(32 - 12 + 1))
-    crop_k, crop_m, crop_t, _, _ = _tensors(sample, mask, crop_rows=12, rng=rng)
+    crop_k, crop_m, crop_t, _, _, crop_w = _tensors(sample, mask, crop_rows=12, rng=rng)
     assert crop_k.shape == (1, 4, 12, 32) and crop_t.shape == (1, 12, 32)
+    # the loss weights are cut to the same band (and not scaled)
+    assert full_w is not None and crop_w is not None
+    np.testing.assert_array_equal(crop_w[0].numpy(), full_w[0, r0 : r0 + 12].numpy())
+    np.testing.assert_array_equal(full_w[0].numpy(), object_weight(sim.target[0]))
     # the zero-filled image of the band is the band of the zero-filled image
     band = ifft2c(full_k[0].numpy())[:, r0 : r0 + 12]
     np.testing.assert_allclose(ifft2c(crop_k[0].numpy()), band, atol=1e-5)
@@ -416,12 +428,74 @@ def test_train_resume_and_reconstruct(data_dir: Path, tmp_path: Path) -> None:
         train(files, val, tmp_path / "empty", resume=True)
 
 
+def test_object_weight_fills_holes_and_closes_gaps() -> None:
+    # a ring (hole inside) with a 2-pixel gap in its wall, on a faint background
+    yy, xx = np.mgrid[:40, :40]
+    r = np.hypot(yy - 20, xx - 20)
+    t = np.where((r >= 8) & (r <= 12), 1.0, 0.01)
+    t[18:20, 27:33] = 0.01  # the gap, through the wall
+    w = object_weight(t, background=0.25)
+    assert w.dtype == np.float32 and set(np.unique(w).tolist()) == {0.25, 1.0}
+    assert w[20, 20] == 1.0  # the hole is filled (once the gap is closed)
+    assert (w[18:20, 28:31] == 1.0).all()  # the gap is closed
+    assert (w[r > 14] == 0.25).all() and (w[r <= 11] == 1.0).all()
+    # 5 % of the maximum: a pixel at 4 % of it, alone, is background
+    t2 = np.zeros((16, 16))
+    t2[8, 8], t2[2, 2] = 1.0, 0.04
+    assert object_weight(t2)[2, 2] == np.float32(0.1)
+
+
+def test_train_object_loss_is_the_weighted_l1(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the logged loss of the first step is sum(w |out - t|) / sum(w) with the weights of the
+    # target band that step used, and differs from the plain L1 of the same step
+    import medlens.reconstruction.varnet as vn
+
+    seen: dict[str, torch.Tensor] = {}
+    real_tensors, real_build = vn._tensors, vn.build_model
+
+    def tensors(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real_tensors(*args, **kwargs)
+        if kwargs.get("crop_rows") is not None or "t" not in seen:  # the training call
+            seen["t"], seen["w"] = out[2], out[5]
+        return out
+
+    def build(config):  # type: ignore[no-untyped-def]
+        model = real_build(config)
+
+        def hook(_m, _inp, out):  # type: ignore[no-untyped-def]
+            if model.training and "out" not in seen:
+                seen["out"] = out.detach().clone()
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(vn, "_tensors", tensors)
+    monkeypatch.setattr(vn, "build_model", build)
+    files = sorted(data_dir.glob("train_*.h5"))
+    res = train(files, [data_dir / "val_c.h5"], tmp_path, config=TINY, time_budget_s=600,
+                max_steps=1, crop_rows=16, loss_region="object", num_threads=1)  # fmt: skip
+    with open(res.log) as f:
+        first = float(next(r for r in csv.DictReader(f) if r["train_loss"])["train_loss"])
+    t, w, out = seen["t"], seen["w"], seen["out"]
+    assert w is not None and w.shape == t.shape == out.shape
+    assert set(np.unique(w.numpy()).tolist()) == {np.float32(0.1), np.float32(1.0)}
+    weighted = float((w * (out - t).abs()).sum() / w.sum())
+    assert first == pytest.approx(weighted, abs=2e-6)
+    assert abs(float((out - t).abs().mean()) - weighted) > 1e-4
+    with pytest.raises(ValueError, match="loss_region"):
+        train(files, [data_dir / "val_c.h5"], tmp_path / "bad", loss_region="roi")
+
+
 def test_cli_train_and_run(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     rc = main(["recon", "train", "--data", str(data_dir), "--out", str(out), "--cascades", "1",
                "--chans", "4", "--max-steps", "3", "--time-budget", "5m",
-               "--threads", "1"])  # fmt: skip
+               "--threads", "1", "--loss-region", "object"])  # fmt: skip
     assert rc == 0 and (out / "checkpoint.pt").exists() and (out / "log.csv").exists()
+    assert main(["recon", "train", "--data", str(data_dir), "--out", str(tmp_path / "x"),
+                 "--loss-region", "roi"]) == 2  # fmt: skip
     dst = tmp_path / "rec.h5"
     rc = main(["recon", "run", str(data_dir / "val_c.h5"), str(dst), "--method", "varnet",
                "--model", str(out / "checkpoint.pt")])  # fmt: skip

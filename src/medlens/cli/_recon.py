@@ -418,6 +418,11 @@ def train_command(
         help="Random flips / transposes of fully sampled slices (with --init cs: "
         "reflections of the slice, its mask and its CS start, no transposes).",
     ),
+    loss_region: str = typer.Option(
+        "full", "--loss-region",
+        help="full: L1 loss over the whole image | object: weight 1 inside the target's object "
+        "mask (above 5 % of its maximum, closed, holes filled) and 0.1 outside.",
+    ),
     time_budget: str = typer.Option("30m", "--time-budget", help="Wall-clock budget, e.g. 30m."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop after N steps."),
     lr: float = typer.Option(
@@ -473,6 +478,8 @@ def train_command(
         raise MedlensError("--init cs needs --maps espirit")
     if map_sets > 1 and init != "cs":
         raise MedlensError("--map-sets 2 needs --init cs (and --maps espirit)")
+    if loss_region not in ("full", "object"):
+        raise MedlensError(f"--loss-region {loss_region!r}: use full or object")
     config = VarNetConfig(
         kind=model, num_cascades=cascades, chans=chans, init_cg_iters=init_cg_iters,
         maps=maps, init=init, map_sets=map_sets,
@@ -495,7 +502,8 @@ def train_command(
             result = train(
                 train_files, val_files, out, config=config, time_budget_s=budget,
                 max_steps=max_steps, lr=lr, accelerations=accel_list, acs=acs,
-                crop_rows=crop_rows, augment=augment, num_threads=threads, seed=seed,
+                crop_rows=crop_rows, augment=augment, loss_region=loss_region,
+                num_threads=threads, seed=seed,
                 resume=resume, progress=cb,
             )  # fmt: skip
         except (ValueError, FileNotFoundError) as e:

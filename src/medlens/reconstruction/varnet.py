@@ -434,6 +434,46 @@ class _Sample:
     maps: np.ndarray | None = None  # (C, H, W) complex64 ESPIRiT maps, if the model uses them
     # (mask, CS image (H, W) complex64) pairs for init="cs": fixed masks, precomputed starts
     starts: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    # (H, W) float32 per-pixel loss weights (loss_region="object"); None: the plain L1 loss
+    weight: np.ndarray | None = None
+
+
+#: Loss weight outside the object mask with ``loss_region="object"``.
+BACKGROUND_WEIGHT = 0.1
+
+
+def object_weight(target: np.ndarray, background: float = BACKGROUND_WEIGHT) -> np.ndarray:
+    """Per-pixel loss weights: 1 inside the object of ``target``, ``background`` outside.
+
+    The object is the mask the reconstruction benchmarks score "inside the
+    object" with: pixels above 5 % of the target's maximum, closed (3
+    iterations) and with holes filled.
+
+    Parameters
+    ----------
+    target : numpy.ndarray
+        Reference magnitude image ``(H, W)``.
+    background : float
+        Weight of the pixels outside the object.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` float32.
+
+    Examples
+    --------
+    >>> t = np.zeros((8, 8)); t[2:6, 2:6] = 1.0
+    >>> w = object_weight(t)
+    >>> float(w[4, 4]), float(w[0, 0])
+    (1.0, 0.1)
+    """
+    import scipy.ndimage as ndi
+
+    t = np.asarray(target, dtype=np.float64)
+    m = t > 0.05 * float(t.max())
+    m = ndi.binary_fill_holes(ndi.binary_closing(m, iterations=3))
+    return np.where(m, np.float32(1.0), np.float32(background)).astype(np.float32)
 
 
 def _espirit(kspace: np.ndarray, mask: np.ndarray, sets: int = 1) -> np.ndarray:
@@ -488,6 +528,7 @@ def _load_samples(
     cs_accelerations: Sequence[int] = (),
     rng: np.random.Generator | None = None,
     map_sets: int = 1,
+    loss_region: str = "full",
 ) -> list[_Sample]:
     """Slices of fastMRI-layout files; with ``espirit``, their ESPIRiT maps (from the ACS).
 
@@ -495,7 +536,9 @@ def _load_samples(
     columns, which every drawn mask samples, so they serve every drawn mask.
     With ``cs_accelerations`` (``init="cs"``), each slice also gets its CS
     start: for an undersampled slice on its own mask, for a fully sampled one
-    on one mask drawn per acceleration (kept for the whole run).
+    on one mask drawn per acceleration (kept for the whole run). With
+    ``loss_region="object"`` each slice carries :func:`object_weight` of its
+    target.
     """
     from medlens.io import read_fastmri
 
@@ -524,7 +567,9 @@ def _load_samples(
                         else [_draw_mask(k.shape[-1], [r], acs, g) for r in cs_accelerations]
                     )
                     starts = tuple((m, _cs_start(k, maps, m)) for m in masks)
-            out.append(_Sample(k, mask, vol.target[s].astype(np.float32), maps, starts))
+            target = vol.target[s].astype(np.float32)
+            weight = object_weight(target) if loss_region == "object" else None
+            out.append(_Sample(k, mask, target, maps, starts, weight))
     return out
 
 
@@ -552,7 +597,8 @@ def _augment(sample: _Sample, rng: np.random.Generator) -> _Sample:
 
     k = fft2c(tf(ifft2c(sample.kspace))).astype(np.complex64)
     maps = None if sample.maps is None else tf(sample.maps)
-    return _Sample(k, None, tf(sample.target), maps)
+    weight = None if sample.weight is None else tf(sample.weight)
+    return _Sample(k, None, tf(sample.target), maps, weight=weight)
 
 
 def _reflect(a: np.ndarray, axis: int) -> np.ndarray:
@@ -580,15 +626,16 @@ def _augment_with_start(
     read-out axis.
     """
     flip_h, flip_w = (bool(b) for b in rng.integers(2, size=2))
-    k, target, maps = sample.kspace, sample.target, sample.maps
+    k, target, maps, weight = sample.kspace, sample.target, sample.maps, sample.weight
     for on, axis in ((flip_h, -2), (flip_w, -1)):
         if not on:
             continue
         k, target, start = _reflect(k, axis), _reflect(target, axis), _reflect(start, axis)
         maps = None if maps is None else _reflect(maps, axis)
+        weight = None if weight is None else _reflect(weight, axis)
         if axis == -1:
             mask = _reflect(mask, -1)
-    return _Sample(k, None, target, maps), mask, start
+    return _Sample(k, None, target, maps, weight=weight), mask, start
 
 
 def _draw_mask(
@@ -610,12 +657,16 @@ def _tensors(
     crop_rows: int | None = None,
     rng: np.random.Generator | None = None,
     start: np.ndarray | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+) -> tuple[
+    torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None,
+    torch.Tensor | None,
+]:  # fmt: skip
     """Network inputs ``(1, C, H, W)``, ``(1, 1, 1, W)``, target ``(1, H, W)``, scaled, maps, start.
 
     The maps ``(1, C, H, W)`` are the sample's ESPIRiT maps (None if it has
     none); ``start`` (the CS image for ``mask``) comes back scaled as
-    ``(1, H, W)`` (None if not given).
+    ``(1, H, W)`` (None if not given); last, the sample's loss weights
+    ``(1, H, W)`` (None if it has none), cut to the same band.
 
     Scaling (the 99.5th percentile of the zero-filled image of the whole
     slice) is the same as :meth:`LearnedReconstructor.reconstruct` applies at
@@ -631,6 +682,7 @@ def _tensors(
     sc = _scale(k)
     target = sample.target
     maps = sample.maps
+    weight = sample.weight
     h = k.shape[-2]
     if crop_rows is not None and crop_rows < h:
         from medlens.reconstruction._fft import fftc, ifftc
@@ -642,12 +694,15 @@ def _tensors(
             maps = maps[..., r0 : r0 + crop_rows, :]
         if start is not None:
             start = start[..., r0 : r0 + crop_rows, :]
+        if weight is not None:
+            weight = weight[r0 : r0 + crop_rows]
     kt = torch.from_numpy((k / sc).astype(np.complex64))[None]
     mt = torch.from_numpy(m.astype(np.float32))[None, None, None, :]
     tt = torch.from_numpy(np.ascontiguousarray(target / np.float32(sc), dtype=np.float32))[None]
     st = None if maps is None else torch.from_numpy(np.ascontiguousarray(maps))[None]
     x0 = None if start is None else torch.from_numpy((start / sc).astype(np.complex64))[None]
-    return kt, mt, tt, st, x0
+    wt = None if weight is None else torch.from_numpy(np.ascontiguousarray(weight))[None]
+    return kt, mt, tt, st, x0, wt
 
 
 # ---------------------------------------------------------------------------------------
@@ -710,7 +765,7 @@ def _validate(model: nn.Module, samples: Sequence[tuple[_Sample, np.ndarray | No
             x0 = s.starts[0][1] if s.starts and m is None else None
             if s.starts and m is not None:
                 x0 = next(x for mm, x in s.starts if np.array_equal(mm, m))
-            k, mt, t, st, x0t = _tensors(s, m, start=x0)
+            k, mt, t, st, x0t, _ = _tensors(s, m, start=x0)
             vals.append(_psnr(t[0].numpy(), model(k, mt, st, x0t)[0].numpy()))
     model.train()
     return float(np.mean(vals)) if vals else float("nan")
@@ -747,6 +802,7 @@ def train(
     resume: bool = False,
     crop_rows: int | None = None,
     augment: bool = False,
+    loss_region: str = "full",
     num_threads: int | None = None,
     checkpoint_every_s: float = 60.0,
     progress: Callable[[int, float, float, float], None] | None = None,
@@ -754,18 +810,18 @@ def train(
     """Train a learned reconstructor on fastMRI-layout files within a time budget.
 
     Each slice is one sample (batch size 1, as in fastMRI), normalised by the
-    99.5th percentile of its zero-filled image; the loss is the L1 distance
-    to the RSS target. Slices of fully sampled files (no ``mask``, as
-    fastMRI's training files) get a fresh equispaced mask every time they are
-    drawn, its acceleration drawn from ``accelerations`` (so one model learns
-    all of them) with ``acs`` centre lines; slices of undersampled files keep
-    their mask. The learning rate decays along a cosine from ``lr`` to
-    ``lr / 20`` over the time budget (or over ``max_steps`` if that ends
-    sooner). Checkpoints (model, optimiser, step, elapsed time, config) are
-    written atomically to ``out_dir/checkpoint.pt`` every
-    ``checkpoint_every_s`` and at the end, and a CSV log to
-    ``out_dir/log.csv``; with ``resume`` training continues from the
-    checkpoint and the budget counts the time already spent (validation
+    99.5th percentile of its zero-filled image; the loss is the L1 distance to
+    the RSS target (weighted with ``loss_region="object"``, see below). Slices
+    of fully sampled files (no ``mask``, as fastMRI's training files) get a
+    fresh equispaced mask every time they are drawn, its acceleration drawn
+    from ``accelerations`` (so one model learns all of them) with ``acs``
+    centre lines; slices of undersampled files keep their mask. The learning
+    rate decays along a cosine from ``lr`` to ``lr / 20`` over the time budget
+    (or over ``max_steps`` if that ends sooner). Checkpoints (model,
+    optimiser, step, elapsed time, config) are written atomically to
+    ``out_dir/checkpoint.pt`` every ``checkpoint_every_s`` and at the end, and
+    a CSV log to ``out_dir/log.csv``; with ``resume`` training continues from
+    the checkpoint and the budget counts the time already spent (validation
     time included).
 
     Parameters
@@ -804,6 +860,15 @@ def train(
         ``init="cs"`` (precomputed masks and starts) the slice, its mask and
         its start are reflected about the grid centre along each axis, each
         with probability 1/2, and not transposed.
+    loss_region : str
+        ``"full"``: the mean absolute error over the whole image.
+        ``"object"``: a weighted mean with weight 1 inside the target's
+        object mask (:func:`object_weight`) and :data:`BACKGROUND_WEIGHT`
+        outside, so that the RSS noise floor of the background, which no
+        reconstruction can predict beyond its mean and whose L1 gradient
+        does not shrink as the fit improves, does not take half of every
+        step. The mask comes from the training target only; the network
+        never sees it.
     num_threads : int, optional
         ``torch.set_num_threads`` for the run (torch's default if None).
     checkpoint_every_s : float
@@ -821,12 +886,14 @@ def train(
     ------
     ValueError
         If there are no training samples, a file lacks a target or has a 2D
-        mask, or ``accelerations`` is empty.
+        mask, ``accelerations`` is empty or ``loss_region`` is unknown.
     FileNotFoundError
         With ``resume`` when there is no checkpoint.
     """
     if not accelerations or any(int(r) < 1 for r in accelerations):
         raise ValueError(f"accelerations must be positive integers, got {accelerations!r}")
+    if loss_region not in ("full", "object"):
+        raise ValueError(f"loss_region must be 'full' or 'object', got {loss_region!r}")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     threads_before = torch.get_num_threads()
     if num_threads is not None:
@@ -835,7 +902,7 @@ def train(
         return _train(
             train_files, val_files, out_dir, config=config, time_budget_s=time_budget_s,
             max_steps=max_steps, lr=lr, accelerations=accelerations, acs=acs, seed=seed,
-            resume=resume, crop_rows=crop_rows, augment=augment,
+            resume=resume, crop_rows=crop_rows, augment=augment, loss_region=loss_region,
             checkpoint_every_s=checkpoint_every_s, progress=progress,
         )  # fmt: skip
     finally:
@@ -857,6 +924,7 @@ def _train(
     resume: bool,
     crop_rows: int | None,
     augment: bool,
+    loss_region: str,
     checkpoint_every_s: float,
     progress: Callable[[int, float, float, float], None] | None,
 ) -> TrainResult:
@@ -888,7 +956,7 @@ def _train(
     sets = config.map_sets if espirit else 1
     train_s = _load_samples(
         [Path(f) for f in train_files], espirit=espirit, acs=acs, cs_accelerations=cs_acc,
-        rng=np.random.default_rng(seed + 1), map_sets=sets,
+        rng=np.random.default_rng(seed + 1), map_sets=sets, loss_region=loss_region,
     )  # fmt: skip
     val_raw = _load_samples(
         [Path(f) for f in val_files], espirit=espirit, acs=acs, cs_accelerations=cs_acc,
@@ -946,8 +1014,13 @@ def _train(
                     if sample.mask is None
                     else None
                 )
-            k, m, t, st, x0t = _tensors(sample, drawn, crop_rows=crop_rows, rng=rng, start=x0)
-            loss = F.l1_loss(model(k, m, st, x0t), t)
+            k, m, t, st, x0t, wt = _tensors(sample, drawn, crop_rows=crop_rows, rng=rng,
+                                            start=x0)  # fmt: skip
+            out = model(k, m, st, x0t)
+            if wt is None:
+                loss = F.l1_loss(out, t)
+            else:
+                loss = (wt * (out - t).abs()).sum() / wt.sum()
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -40,6 +40,7 @@ __all__ = [
     "VarNetConfig",
     "build_model",
     "load_model",
+    "object_weight",
     "parameter_count",
     "train",
 ]

@@ -499,16 +499,21 @@ def make_blind_test(out_dir: Path, noise: float) -> None:
     from medlens.io import read_image
 
     data = BuildContext(root=cache_root(), out=out_dir).package(ITK_EXAMPLES).root / ITK_DATA
-    test_dir = out_dir / "test"
+    # the PNG is stored as three equal channels
+    slices = [(fname.split(".")[0].lower(),
+               np.asarray(_grey(read_image(data / fname), fname).array, dtype=np.float64))
+              for fname in BLIND_IMAGES]  # fmt: skip
+    _write_blind(out_dir / "test", slices, noise)
+
+
+def _write_blind(test_dir: Path, slices: list[tuple[str, np.ndarray]], noise: float) -> None:
+    """Blind test files as the KmeansTest ones: 12 ACS lines, equispaced R = 4 and 8, seed 11."""
     test_dir.mkdir(parents=True, exist_ok=True)
-    for fname in BLIND_IMAGES:
-        # the PNG is stored as three equal channels
-        arr = np.asarray(_grey(read_image(data / fname), fname).array, dtype=np.float64)
-        stem = fname.split(".")[0].lower()
+    for stem, arr in slices:
         for accel in (4, 8):
             _write_undersampled(test_dir / f"{stem}_r{accel}.h5", arr, accel, KMEANS_ACS, noise,
                                 11, maps=True)  # fmt: skip
-    print(f"wrote {2 * len(BLIND_IMAGES)} test files to {test_dir}", flush=True)
+    print(f"wrote {2 * len(slices)} test files to {test_dir}", flush=True)
 
 
 DIPY = "dipy/data/files"
@@ -535,13 +540,7 @@ def make_dipy_test(out_dir: Path, noise: float) -> None:
     slices = [("dipy_t1cor", np.load(data / members[0]).astype(np.float64))]
     b0 = np.asarray(nib.load(data / members[1]).dataobj, dtype=np.float64)[..., 0]
     slices += [(f"dipy_b0z{z}", b0[:, :, z]) for z in range(b0.shape[2])]
-    test_dir = out_dir / "test"
-    test_dir.mkdir(parents=True, exist_ok=True)
-    for stem, arr in slices:
-        for accel in (4, 8):
-            _write_undersampled(test_dir / f"{stem}_r{accel}.h5", arr, accel, KMEANS_ACS, noise,
-                                11, maps=True)  # fmt: skip
-    print(f"wrote {2 * len(slices)} test files to {test_dir}", flush=True)
+    _write_blind(out_dir / "test", slices, noise)
 
 
 def make_data(out_dir: Path, noise: float, seed: int) -> None:

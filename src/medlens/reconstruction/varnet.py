@@ -466,8 +466,8 @@ def object_weight(target: np.ndarray, background: float = BACKGROUND_WEIGHT) -> 
     --------
     >>> t = np.zeros((8, 8)); t[2:6, 2:6] = 1.0
     >>> w = object_weight(t)
-    >>> float(w[4, 4]), float(w[0, 0])
-    (1.0, 0.1)
+    >>> print(w[4, 4], w[0, 0])
+    1.0 0.1
     """
     import scipy.ndimage as ndi
 

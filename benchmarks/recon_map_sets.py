@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from recon_vs_sigpy import object_mask
 
 import medlens.reconstruction as mlr
 from medlens.io import read_fastmri
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         k = vol.kspace[0].astype(np.complex64)
         ref = vol.target[0]
-        obj = object_mask(ref)  # > 5 % of the max, closed, filled (as recon_varnet.py)
+        obj = mlr.object_mask(ref)  # > 5 % of the max, closed, filled (as recon_varnet.py)
         for r in accs:
             m = equispaced_mask(k.shape[-1], r, num_low_frequencies=args.acs,
                                 offset=int(rng.integers(r)))  # fmt: skip

@@ -591,7 +591,7 @@ def _sigpy_l1_oracle(k: np.ndarray, mask: np.ndarray, ref: np.ndarray, obj: np.n
 
 
 def _evaluate_file(f: Path, nets, sigpy: bool, results: dict) -> None:  # type: ignore[no-untyped-def]
-    from recon_vs_sigpy import object_mask, scores
+    from recon_vs_sigpy import scores
 
     from medlens.io import read_fastmri
 
@@ -600,7 +600,7 @@ def _evaluate_file(f: Path, nets, sigpy: bool, results: dict) -> None:  # type: 
     acs = int(vol.attrs.get("num_low_frequency", 24))
     k = vol.masked_kspace[0]
     ref = vol.target[0].astype(np.float64)
-    obj = object_mask(ref)
+    obj = mlr.object_mask(ref)
     mask = vol.mask
     runs = [
         ("zero-filled RSS", lambda: mlr.zero_filled(k)),

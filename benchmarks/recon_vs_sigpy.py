@@ -44,7 +44,6 @@ from dataclasses import dataclass
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-import scipy.ndimage
 
 import medlens.reconstruction as mlr
 from medlens.metrics import peak_signal_noise_ratio, structural_similarity
@@ -90,13 +89,6 @@ def load_slices(zs: list[int], dataset: str = "colin27") -> list[np.ndarray]:
         img[y0 : y0 + sl.shape[0], x0 : x0 + sl.shape[1]] = sl
         out.append(img)
     return out
-
-
-def object_mask(ref: np.ndarray) -> np.ndarray:
-    m = ref > 0.05 * ref.max()
-    m = scipy.ndimage.binary_closing(m, iterations=3)
-    m = scipy.ndimage.binary_fill_holes(m)
-    return np.asarray(m)
 
 
 def scores(ref: np.ndarray, x: np.ndarray, obj: np.ndarray) -> tuple[float, float, float, float]:
@@ -157,7 +149,7 @@ def run_problem(
     sim = mlr.simulate_kspace(img, coils=coils, acceleration=accel, acs=24, noise=noise, seed=11)
     y = sim.masked_kspace[0]
     ref = sim.target[0].astype(np.float64)
-    obj = object_mask(ref)
+    obj = mlr.object_mask(ref)
     mask = sim.mask
     weights = np.broadcast_to(mask, y.shape).astype(np.float32)
     name = f"{coils}c R={accel}"

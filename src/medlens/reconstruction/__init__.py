@@ -68,6 +68,7 @@ from medlens.reconstruction._simulate import (
     SimulatedKspace,
     birdcage_maps,
     line_or_2d_mask,
+    object_mask,
     simulate_kspace,
     smooth_phase,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "line_or_2d_mask",
     "lowres_maps",
     "mad_noise_level",
+    "object_mask",
     "poisson_disc_mask",
     "random_mask",
     "reconstruct_slice",

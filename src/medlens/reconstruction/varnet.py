@@ -446,9 +446,9 @@ BACKGROUND_WEIGHT = 0.1
 def object_weight(target: np.ndarray, background: float = BACKGROUND_WEIGHT) -> np.ndarray:
     """Per-pixel loss weights: 1 inside the object of ``target``, ``background`` outside.
 
-    The object is the mask the reconstruction benchmarks score "inside the
-    object" with: pixels above 5 % of the target's maximum, closed (3
-    iterations) and with holes filled.
+    The object is :func:`~medlens.reconstruction.object_mask`, the mask the
+    reconstruction benchmarks score "inside the object" with: pixels above
+    5 % of the target's maximum, closed (3 iterations) and with holes filled.
 
     Parameters
     ----------
@@ -469,12 +469,11 @@ def object_weight(target: np.ndarray, background: float = BACKGROUND_WEIGHT) -> 
     >>> print(w[4, 4], w[0, 0])
     1.0 0.1
     """
-    import scipy.ndimage as ndi
+    from medlens.reconstruction._simulate import object_mask
 
-    t = np.asarray(target, dtype=np.float64)
-    m = t > 0.05 * float(t.max())
-    m = ndi.binary_fill_holes(ndi.binary_closing(m, iterations=3))
-    return np.where(m, np.float32(1.0), np.float32(background)).astype(np.float32)
+    return np.where(object_mask(target), np.float32(1.0), np.float32(background)).astype(
+        np.float32
+    )
 
 
 def _espirit(kspace: np.ndarray, mask: np.ndarray, sets: int = 1) -> np.ndarray:
